@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: MIT
+# The newcomer's entry points. See README.md.
+#   make demo   install missing Debian packages, build, run the main job on a default input
+#   make test   install, build, run every test; then again under TSan and ASan+UBSan
+#   make bench  build and run the benchmarks against their peers (see BENCHMARKS.md)
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE  ?= cmake
+BUILD  ?= build
+DEMO_DIR ?= demo-data
+
+.PHONY: all deps build test test-plain test-tsan test-asan bench demo install clean format
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@$(CMAKE) --build $(BUILD) -j $(JOBS)
+
+test: deps test-plain test-tsan test-asan
+	@echo "make test: all suites passed (plain, thread sanitizer, address+UB sanitizer)"
+
+test-plain: deps
+	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@$(CMAKE) --build $(BUILD) -j $(JOBS)
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-tsan: deps
+	@$(CMAKE) -S . -B build-tsan -DTP_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@$(CMAKE) --build build-tsan -j $(JOBS)
+	@cd build-tsan && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	@$(CMAKE) -S . -B build-asan -DTP_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@$(CMAKE) --build build-asan -j $(JOBS)
+	@cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+bench: deps
+	@$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DTP_BUILD_BENCH=ON -DTP_BUILD_TESTS=OFF >/dev/null
+	@$(CMAKE) --build build-bench -j $(JOBS)
+	@bash bench/run_all.sh build-bench
+
+demo: build
+	@bash scripts/demo.sh $(BUILD) $(DEMO_DIR)
+
+install: build
+	@$(CMAKE) --install $(BUILD)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-tsan build-asan build-bench

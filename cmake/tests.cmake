@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: MIT
+# Registers every test with ctest; each is its own process with a timeout.
+#   tests/unit/<module>_<case>.c    -> unit_<module>_<case>   (links tp_mod_<module>)
+#   tests/stress/<module>_<case>.c  -> stress_<module>_<case> (args: THREADS SCALE ITER)
+#   tests/cli/<case>.sh             -> cli_<case>             (env TRIPOOL=path of the command)
+# A test file may set its timeout with a first-20-lines comment "TP_TEST_TIMEOUT: <seconds>".
+if(TP_SANITIZE STREQUAL "")
+  set(TP_TEST_ENV "TP_TEST_SANITIZER=none")
+else()
+  set(TP_TEST_ENV "TP_TEST_SANITIZER=${TP_SANITIZE}")
+endif()
+list(APPEND TP_TEST_ENV
+  "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
+  "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
+  "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+
+function(tp_test_timeout file out)
+  file(STRINGS ${file} lines LIMIT_COUNT 20 REGEX "TP_TEST_TIMEOUT: *[0-9]+")
+  set(t 120)
+  if(lines)
+    string(REGEX MATCH "TP_TEST_TIMEOUT: *([0-9]+)" _ "${lines}")
+    set(t ${CMAKE_MATCH_1})
+  endif()
+  if(NOT TP_SANITIZE STREQUAL "")
+    math(EXPR t "${t} * 4")
+  endif()
+  set(${out} ${t} PARENT_SCOPE)
+endfunction()
+
+foreach(kind unit stress)
+  file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/${kind}/*.c)
+  foreach(src ${tests})
+    get_filename_component(name ${src} NAME_WE)
+    string(REGEX MATCH "^[a-z0-9]+" m ${name})
+    if(NOT TARGET tp_mod_${m})
+      message(FATAL_ERROR "${src}: no module '${m}' (file names start with the module)")
+    endif()
+    add_executable(${kind}_${name} ${src})
+    target_include_directories(${kind}_${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+    target_link_libraries(${kind}_${name} PRIVATE tp_mod_${m} PkgConfig::CMOCKA Threads::Threads m)
+    add_test(NAME ${kind}_${name} COMMAND ${kind}_${name})
+    tp_test_timeout(${src} t)
+    set_tests_properties(${kind}_${name} PROPERTIES TIMEOUT ${t}
+      ENVIRONMENT "${TP_TEST_ENV};TP_TEST_DATA=${CMAKE_SOURCE_DIR}/tests/data")
+  endforeach()
+endforeach()
+
+if(TARGET tripool)
+  file(GLOB cli_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/*.sh)
+  foreach(src ${cli_tests})
+    get_filename_component(name ${src} NAME_WE)
+    add_test(NAME cli_${name} COMMAND bash ${src})
+    tp_test_timeout(${src} t)
+    set_tests_properties(cli_${name} PROPERTIES TIMEOUT ${t}
+      ENVIRONMENT "${TP_TEST_ENV};TRIPOOL=$<TARGET_FILE:tripool>;TP_SRC=${CMAKE_SOURCE_DIR}")
+  endforeach()
+endif()

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tripool/ctx.h - deadlines and cancellation: a context tree.
+ *
+ * A context carries a deadline, a cancel signal and values down a tree, like
+ * Go's context.Context. Cancelling a context cancels every descendant; a
+ * child's deadline is the earlier of its own and its parent's. Every blocking
+ * call in tripool has a variant that takes a context.
+ *
+ * Lifetime: contexts are reference counted. tp_ctx_with_*() return a context
+ * holding one reference, owned by the caller; tp_ctx_release() drops it. A
+ * child holds a reference on its parent. Releasing the last reference of a
+ * child detaches it from its parent, so long-lived parents do not collect
+ * dead children. tp_ctx_background() is a static root: never done, never
+ * freed; retain/release on it are no-ops. Passing NULL as a parent means the
+ * background context.
+ *
+ * Thread safety: every function may be called from any thread.
+ */
+#ifndef TRIPOOL_CTX_H
+#define TRIPOOL_CTX_H
+
+#include "tripool/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tp_ctx tp_ctx;
+
+/* The root context: never done, never freed. */
+TP_API tp_ctx *tp_ctx_background(void);
+
+/* A child that is done when tp_ctx_cancel() is called on it or its parent is
+ * done. Returns 0, -EINVAL (out NULL) or -ENOMEM. */
+TP_API TP_MUST_USE int tp_ctx_with_cancel(tp_ctx *parent, tp_ctx **out);
+
+/* A child that is also done (-ETIMEDOUT) at the absolute CLOCK_MONOTONIC
+ * deadline. A deadline in the past gives a context that is born done. */
+TP_API TP_MUST_USE int tp_ctx_with_deadline(tp_ctx *parent, uint64_t deadline_ns, tp_ctx **out);
+
+/* tp_ctx_with_deadline(parent, now + timeout_ns). TP_FOREVER = no deadline. */
+TP_API TP_MUST_USE int tp_ctx_with_timeout(tp_ctx *parent, uint64_t timeout_ns, tp_ctx **out);
+
+/* Cancel c and all its descendants with -ECANCELED. Idempotent; the first
+ * reason (cancel or deadline) sticks. Safe from inside a cancel callback. */
+TP_API void tp_ctx_cancel(tp_ctx *c);
+
+/* 0 while not done; then -ECANCELED or -ETIMEDOUT (deadline passed). */
+TP_API int tp_ctx_err(const tp_ctx *c);
+
+/* tp_ctx_err(c) != 0. */
+TP_API bool tp_ctx_done(const tp_ctx *c);
+
+/* Block until c is done or timeout_ns passes. Returns tp_ctx_err(c) once
+ * done (-ECANCELED or -ETIMEDOUT from the context) or -EAGAIN when the wait
+ * itself timed out with c still not done. */
+TP_API int tp_ctx_wait(tp_ctx *c, uint64_t timeout_ns);
+
+/* The effective absolute deadline (earliest along the ancestors), or
+ * TP_FOREVER when there is none. */
+TP_API uint64_t tp_ctx_deadline(const tp_ctx *c);
+
+/* Take / drop a reference. Releasing more often than retained aborts with a
+ * message in debug builds (NDEBUG unset); is undefined otherwise. */
+TP_API tp_ctx *tp_ctx_retain(tp_ctx *c);
+TP_API void tp_ctx_release(tp_ctx *c);
+
+/* ---- cancel callbacks (Go's context.AfterFunc) -------------------------
+ * fn(arg) runs exactly once, on the thread that makes c done (or at once on
+ * the registering thread if c is already done), never with a context lock
+ * held, so it may call any tp_ctx function, including tp_ctx_cancel().
+ * If out is non-NULL it receives a handle that must be given back with
+ * tp_ctx_cb_stop(), which also prevents the call if it has not started.
+ * Returns 0, -EINVAL or -ENOMEM. */
+typedef void (*tp_ctx_fn)(void *arg);
+typedef struct tp_ctx_cb tp_ctx_cb;
+TP_API TP_MUST_USE int tp_ctx_on_done(tp_ctx *c, tp_ctx_fn fn, void *arg, tp_ctx_cb **out);
+
+/* Unregister and free a callback handle. Returns true if this stopped the
+ * call (fn will never run); false if fn already ran or is running now (in
+ * which case stop waits until it has returned, unless called from fn
+ * itself). */
+TP_API bool tp_ctx_cb_stop(tp_ctx_cb *cb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRIPOOL_CTX_H */

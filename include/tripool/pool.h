@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tripool/pool.h - the task pool: bounded worker threads and a bounded queue.
+ *
+ * Workers start lazily up to max_workers; idle workers above min_workers exit
+ * after idle_timeout_ns. The queue holds at most queue_cap tasks; when it is
+ * full a submit blocks (default), blocks up to a timeout (-ETIMEDOUT), or
+ * fails at once (-EAGAIN, nonblocking mode). At most max_blocked submitters
+ * may wait at a time; more get -EAGAIN.
+ *
+ * Close stops intake (-ESHUTDOWN for new submits), runs every accepted task
+ * and joins every thread the pool started. No accepted task is lost or run
+ * twice, also when other threads submit while close runs.
+ *
+ * Failures: a task returning < 0 has failed; it is counted and passed to
+ * opts.on_error. C cannot recover from a crash inside a task (SIGSEGV, abort):
+ * that ends the process, as it would without the pool.
+ */
+#ifndef TRIPOOL_POOL_H
+#define TRIPOOL_POOL_H
+
+#include "tripool/common.h"
+#include "tripool/ctx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tp_pool tp_pool;
+
+/* A task. Returns >= 0 on success, < 0 (a negative errno by convention) on
+ * failure. */
+typedef int (*tp_task_fn)(void *arg);
+
+/* Called on the worker after a task returned err < 0. */
+typedef void (*tp_error_fn)(int err, tp_task_fn fn, void *task_arg, void *hook_arg);
+
+typedef struct tp_pool_opts {
+    unsigned min_workers;     /* kept alive even when idle; default 0 */
+    unsigned max_workers;     /* default tp_usable_cpus() */
+    size_t queue_cap;         /* tasks waiting to run; default 65536 */
+    uint64_t idle_timeout_ns; /* idle workers above min exit; default 1 s */
+    bool prealloc;            /* start max_workers at create (ants' PreAlloc) */
+    bool nonblocking;         /* full queue: -EAGAIN at once instead of waiting */
+    unsigned max_blocked;     /* cap on submitters blocked on a full queue; 0 = no cap */
+    tp_error_fn on_error;     /* failure hook (ants' PanicHandler); may be NULL */
+    void *on_error_arg;
+    const char *name;         /* label for stats, dumps and metrics; copied */
+    /* More fields may be added; always start from tp_pool_opts_init(). */
+} tp_pool_opts;
+
+/* The stats type is a struct tag, not a typedef: the name tp_pool_stats is
+ * also the function that fills it (C keeps tags and functions apart). */
+struct tp_pool_stats {
+    unsigned workers_running; /* threads alive */
+    unsigned workers_idle;    /* of which waiting for work */
+    unsigned max_workers;     /* current bound (after resizes) */
+    size_t queued;            /* tasks waiting */
+    uint64_t submitted;       /* accepted by submit */
+    uint64_t completed;       /* finished (success or failure) */
+    uint64_t failed;          /* returned < 0 */
+    uint64_t rejected;        /* refused: full, shut down, timed out, context done */
+    uint64_t canceled;        /* accepted but not run: context done before start */
+    unsigned peak_workers;
+    size_t peak_queued;
+};
+
+TP_API void tp_pool_opts_init(tp_pool_opts *o);
+
+/* Create a pool. opts NULL = defaults. Returns 0, -EINVAL (max < min, zero
+ * or absurd sizes), -ENOMEM, or -EAGAIN (could not start threads). */
+TP_API TP_MUST_USE int tp_pool_create(tp_pool **out, const tp_pool_opts *opts);
+
+/* Queue fn(arg). Blocks while the queue is full (unless nonblocking).
+ * Returns 0, -EINVAL (fn NULL), -EAGAIN (full and nonblocking, or too many
+ * blocked submitters) or -ESHUTDOWN (pool closed). A task that submits to its
+ * own pool while the queue is full runs the new task inline instead of
+ * blocking (a worker waiting for itself would deadlock). */
+TP_API TP_MUST_USE int tp_submit(tp_pool *p, tp_task_fn fn, void *arg);
+
+/* As tp_submit, waiting at most timeout_ns for room (-ETIMEDOUT). */
+TP_API TP_MUST_USE int tp_submit_timeout(tp_pool *p, tp_task_fn fn, void *arg, uint64_t timeout_ns);
+
+/* As tp_submit, waiting for room until c is done (returns tp_ctx_err(c)).
+ * The task keeps a reference on c; if c is done before the task starts, the
+ * task is not run (counted in stats.canceled). A running task reads its
+ * context with tp_task_ctx(). */
+TP_API TP_MUST_USE int tp_submit_ctx(tp_pool *p, tp_ctx *c, tp_task_fn fn, void *arg);
+
+/* The context of the task running on this thread; the background context
+ * when the task has none or the caller is not a pool worker. */
+TP_API tp_ctx *tp_task_ctx(void);
+
+/* Stop intake, run every accepted task, join every worker. Returns 0, or
+ * -ETIMEDOUT if work remains after timeout_ns: the pool stays closed and
+ * close may be called again. Calling close on a closed, drained pool
+ * returns 0. Must not be called from one of the pool's own tasks (-EDEADLK). */
+TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns);
+
+/* Close (no time limit) if still open, then free. p may be NULL. Destroying
+ * twice is undefined, like free(). */
+TP_API void tp_pool_destroy(tp_pool *p);
+
+/* A consistent-enough snapshot (each field read atomically). */
+TP_API void tp_pool_stats(tp_pool *p, struct tp_pool_stats *out);
+
+/* Change max_workers at run time (ants' Tune). Growing starts workers for
+ * queued work at once; shrinking lets surplus workers exit after their
+ * current task. Returns 0 or -EINVAL (0, < min_workers, absurd). */
+TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers);
+
+/* Wait until the queue is empty and no task runs. Returns 0 or -ETIMEDOUT. */
+TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns);
+
+/* ---- futures ------------------------------------------------------------ */
+typedef struct tp_future tp_future;
+
+/* Submit and get a future for the task's result. c may be NULL. Returns as
+ * tp_submit_ctx; on error *out is NULL. */
+TP_API TP_MUST_USE int tp_submit_future(tp_pool *p, tp_ctx *c, tp_task_fn fn, void *arg,
+                                        tp_future **out);
+
+/* Wait for the task. Returns 0 and sets *result to the task's return value,
+ * or -ETIMEDOUT (still pending), or the context's error (-ECANCELED,
+ * -ETIMEDOUT) if the task was not run because its context was done. */
+TP_API int tp_future_wait(tp_future *f, uint64_t timeout_ns, int *result);
+/* As tp_future_wait, giving up when wc is done (returns tp_ctx_err(wc)). */
+TP_API int tp_future_wait_ctx(tp_future *f, tp_ctx *wc, int *result);
+TP_API bool tp_future_done(const tp_future *f);
+/* Drop the caller's reference. The task may still be queued or running. */
+TP_API void tp_future_release(tp_future *f);
+
+/* ---- task groups (Go's errgroup) --------------------------------------- */
+typedef struct tp_group tp_group;
+
+/* A group of tasks on p. It owns a child context of parent (NULL =
+ * background) that is cancelled when the first task fails, so the rest can
+ * stop early. limit > 0 caps the group's tasks in flight (submit blocks). */
+TP_API TP_MUST_USE int tp_group_create(tp_pool *p, tp_ctx *parent, unsigned limit, tp_group **out);
+TP_API tp_ctx *tp_group_ctx(tp_group *g);
+TP_API TP_MUST_USE int tp_group_submit(tp_group *g, tp_task_fn fn, void *arg);
+/* Wait for every submitted task. Returns the first error (a task's < 0
+ * return, or the context's error for tasks skipped because it was done), 0
+ * if all succeeded, or -ETIMEDOUT if tasks are still pending. */
+TP_API int tp_group_wait(tp_group *g, uint64_t timeout_ns);
+/* Waits for pending tasks (no limit), then frees. */
+TP_API void tp_group_destroy(tp_group *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRIPOOL_POOL_H */

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/* Linux implementation of the OS contract in src/internal/os.h. */
+#include "internal/os.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+uint64_t tp__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * TP_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+TP_API uint64_t tp_now_ns(void)
+{
+    return tp__now_ns();
+}
+
+struct timespec tp__ts_from_ns(uint64_t ns)
+{
+    struct timespec ts;
+    uint64_t sec = ns / TP_NSEC_PER_SEC;
+    if (sec > (uint64_t)INT64_MAX / 2)
+        sec = (uint64_t)INT64_MAX / 2; /* far future; avoids time_t overflow */
+    ts.tv_sec = (time_t)sec;
+    ts.tv_nsec = (long)(ns % TP_NSEC_PER_SEC);
+    return ts;
+}
+
+uint64_t tp__deadline_after(uint64_t timeout_ns)
+{
+    uint64_t now = tp__now_ns();
+    if (timeout_ns == TP_FOREVER || timeout_ns > TP_FOREVER - now)
+        return TP_FOREVER;
+    return now + timeout_ns;
+}
+
+int tp__cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    int rc = pthread_condattr_init(&a);
+    if (rc)
+        return -rc;
+    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (!rc)
+        rc = pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+    return -rc;
+}
+
+int tp__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, uint64_t deadline_ns)
+{
+    if (deadline_ns == TP_FOREVER) {
+        pthread_cond_wait(c, m);
+        return 0;
+    }
+    struct timespec ts = tp__ts_from_ns(deadline_ns);
+    int rc = pthread_cond_timedwait(c, m, &ts);
+    return rc == ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
+/* cgroup v2 "cpu.max": "max 100000" or "<quota> <period>". Returns the CPU
+ * count the quota allows (rounded up) or 0 when unlimited/unknown. */
+static unsigned cgroup_cpu_limit(void)
+{
+    char path[PATH_MAX] = "/sys/fs/cgroup";
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "0::", 3) == 0) {
+                line[strcspn(line, "\n")] = '\0';
+                if (strcmp(line + 3, "/") != 0)
+                    snprintf(path, sizeof path, "/sys/fs/cgroup%s", line + 3);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    /* Walk from our cgroup up to the root: the tightest quota wins. */
+    unsigned best = 0;
+    for (;;) {
+        char file[PATH_MAX + 16];
+        snprintf(file, sizeof file, "%s/cpu.max", path);
+        FILE *q = fopen(file, "re");
+        if (q) {
+            char quota[32];
+            unsigned long long period = 0;
+            if (fscanf(q, "%31s %llu", quota, &period) == 2 && strcmp(quota, "max") != 0 &&
+                period > 0) {
+                unsigned long long qv = strtoull(quota, NULL, 10);
+                unsigned n = (unsigned)((qv + period - 1) / period);
+                if (n == 0)
+                    n = 1;
+                if (best == 0 || n < best)
+                    best = n;
+            }
+            fclose(q);
+        }
+        char *slash = strrchr(path, '/');
+        if (!slash || strcmp(path, "/sys/fs/cgroup") == 0)
+            break;
+        *slash = '\0';
+    }
+    return best;
+}
+
+unsigned tp__usable_cpus(void)
+{
+    unsigned n = 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = (unsigned)CPU_COUNT(&set);
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (unsigned)c : 1;
+    }
+    unsigned q = cgroup_cpu_limit();
+    if (q && q < n)
+        n = q;
+    return n ? n : 1;
+}
+
+TP_API unsigned tp_usable_cpus(void)
+{
+    return tp__usable_cpus();
+}
+
+int tp__thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
+        return -errno;
+    char line[256];
+    int n = -ENOENT;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "Threads:", 8) == 0) {
+            n = atoi(line + 8);
+            break;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+int tp__open_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -errno;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n - 1; /* the directory stream's own descriptor */
+}
+
+size_t tp__page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}

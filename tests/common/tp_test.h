@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the tests. Include after <setjmp.h>/<stdarg.h>/<stddef.h>
+ * as cmocka requires (this header does it for you).
+ */
+#ifndef TP_TEST_H
+#define TP_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "tripool.h"
+#include "internal/os.h"
+
+/* "none", "thread" or "address": which sanitizer this binary runs under. */
+static inline const char *tp_test_sanitizer(void)
+{
+    const char *s = getenv("TP_TEST_SANITIZER");
+    return s ? s : "none";
+}
+
+/* Scale a loop count down under sanitizers (they are 5-20x slower). */
+static inline unsigned tp_test_scale(unsigned n)
+{
+    const char *s = tp_test_sanitizer();
+    if (strcmp(s, "thread") == 0)
+        return n / 8 ? n / 8 : 1;
+    if (strcmp(s, "address") == 0)
+        return n / 4 ? n / 4 : 1;
+    return n;
+}
+
+/* Sleep for ms milliseconds. */
+static inline void tp_test_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* Poll cond (an expression) every ms until true or timeout_ms passes. */
+#define TP_TEST_WAIT_FOR(cond, timeout_ms)                                                         \
+    do {                                                                                           \
+        uint64_t tp__end_ = tp_now_ns() + (uint64_t)(timeout_ms) * TP_NSEC_PER_MSEC;               \
+        while (!(cond) && tp_now_ns() < tp__end_)                                                  \
+            tp_test_sleep_ms(1);                                                                   \
+    } while (0)
+
+#endif
