@@ -12,6 +12,7 @@
 
 #include "tripool/common.h"
 #include "tripool/ctx.h"
+#include "tripool/fd.h"
 #include "tripool/pool.h"
 
 #endif /* TRIPOOL_H */

@@ -1,0 +1,689 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file-handle pool (after nginx's ngx_open_file_cache.c).
+ *
+ * DESIGN
+ * Objects. An entry owns one open descriptor for one key (path + persistent
+ * open flags) and counts its leases (refs). A lease (tp_fd) is a small
+ * per-acquire record pointing at its entry; leases are recycled through a
+ * free list and only freed with the pool, so a double release reads a dead
+ * lease (magic) instead of freed memory.
+ *
+ * States of an entry, all under fp->mu:
+ *   cached+leased  in the hash table, refs > 0, not on the LRU list
+ *   cached+idle    in the hash table, refs == 0, on the LRU list (head =
+ *                  most recently released, tail = eviction/expiry victim)
+ *   detached       out of the table (replaced after rotation, or the pool
+ *                  was destroyed), refs > 0, on the detached list; the
+ *                  release that drops refs to 0 closes and frees it.
+ * fp->nopen counts every descriptor the pool holds plus slots reserved by
+ * acquires that are opening outside the lock; it never exceeds max_open.
+ *
+ * Locking. One mutex, fp->mu, protects every field of the pool, of its
+ * entries and of its leases, except lease->fd, lease->seq (written before
+ * the lease is handed out, read-only while it is out) which readers use
+ * without the lock. open() runs without the lock on a reserved slot; after
+ * it, the table is looked up again because another thread may have opened
+ * the same key meanwhile. stat() (re-validation) and close() run under the
+ * lock: they are short on local file systems and keep the states simple.
+ * No other lock is ever taken while fp->mu is held (no lock order).
+ *
+ * Waiting. Acquires that find every descriptor leased wait on fp->cv; it is
+ * broadcast whenever a descriptor becomes idle or is closed, a reserved
+ * slot is returned, or the pool is destroyed. fp->calls counts threads
+ * inside acquire; destroy waits on fp->calls_cv until they have left.
+ *
+ * Teardown. Destroy with leases out detaches the leased entries and marks
+ * the pool dead; the release that drops fp->leased to 0 frees the pool.
+ */
+#include "fd/fd_internal.h"
+
+#include <assert.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LEASE_LIVE 0x7446644cu /* "tFdL" */
+#define LEASE_DEAD 0xdeadf11eu
+
+/* Flags that stay with an open file description and so belong to the key. */
+#define KEY_FLAGS                                                                                  \
+    (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_SYNC | O_DSYNC | O_NOATIME | O_NOFOLLOW |    \
+     O_DIRECTORY | O_PATH)
+
+/* Idle entries closed by expiry per acquire/release (bounded work per call). */
+#define EXPIRE_BATCH 8
+
+void tp_fdpool_opts_init(tp_fdpool_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->max_open = 0;
+    o->inactive_ns = 60 * TP_NSEC_PER_SEC;
+    o->valid_ns = TP_NSEC_PER_SEC;
+    o->wait_ns = TP_FOREVER;
+}
+
+static uint32_t key_hash(const char *path, int kflags) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    h = (h ^ (uint32_t)kflags) * 16777619u;
+    return h ^ (h >> 15);
+}
+
+/* ---- lists (all under fp->mu) ------------------------------------------ */
+
+static void lru_push_head(tp_fdpool *fp, struct tp__fd_entry *e) {
+    e->prev = NULL;
+    e->next = fp->lru_head;
+    if (fp->lru_head)
+        fp->lru_head->prev = e;
+    else
+        fp->lru_tail = e;
+    fp->lru_head = e;
+    fp->nidle++;
+}
+
+static void lru_unlink(tp_fdpool *fp, struct tp__fd_entry *e) {
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        fp->lru_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        fp->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+    fp->nidle--;
+}
+
+/* The detached list reuses prev/next (a detached entry is never idle). */
+static void detached_push(tp_fdpool *fp, struct tp__fd_entry *e) {
+    e->prev = NULL;
+    e->next = fp->detached;
+    if (fp->detached) fp->detached->prev = e;
+    fp->detached = e;
+}
+
+static void detached_unlink(tp_fdpool *fp, struct tp__fd_entry *e) {
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        fp->detached = e->next;
+    if (e->next) e->next->prev = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static struct tp__fd_entry *table_find(tp_fdpool *fp, const char *path, int kflags, uint32_t h) {
+    for (struct tp__fd_entry *e = fp->buckets[h & fp->mask]; e; e = e->hnext) {
+        if (e->hash == h && e->kflags == kflags && strcmp(e->path, path) == 0) return e;
+    }
+    return NULL;
+}
+
+static void table_insert(tp_fdpool *fp, struct tp__fd_entry *e) {
+    struct tp__fd_entry **b = &fp->buckets[e->hash & fp->mask];
+    e->hnext = *b;
+    *b = e;
+    e->in_table = true;
+}
+
+static void table_remove(tp_fdpool *fp, struct tp__fd_entry *e) {
+    struct tp__fd_entry **pp = &fp->buckets[e->hash & fp->mask];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    e->hnext = NULL;
+    e->in_table = false;
+}
+
+/* ---- entry lifetime (under fp->mu) ------------------------------------- */
+
+static void wake_waiters(tp_fdpool *fp) {
+    if (fp->nwaiting) pthread_cond_broadcast(&fp->cv);
+}
+
+/* Close and free an entry that is in no list and has no lease. */
+static void entry_close(tp_fdpool *fp, struct tp__fd_entry *e) {
+    tp__fd_unwatch(fp, e);
+    close(e->fd);
+    fp->nopen--;
+    free(e);
+    wake_waiters(fp);
+}
+
+/* Close an idle cached entry (eviction / expiry / teardown). */
+static void idle_close(tp_fdpool *fp, struct tp__fd_entry *e) {
+    lru_unlink(fp, e);
+    table_remove(fp, e);
+    entry_close(fp, e);
+}
+
+/* Take a cached entry out of the table: closed now if idle, else on the
+ * detached list until its last lease is released. */
+static void entry_detach(tp_fdpool *fp, struct tp__fd_entry *e) {
+    if (e->refs == 0) {
+        idle_close(fp, e);
+        return;
+    }
+    table_remove(fp, e);
+    detached_push(fp, e);
+}
+
+static unsigned expire_idle(tp_fdpool *fp, uint64_t now, unsigned batch) {
+    unsigned n = 0;
+    if (fp->inactive_ns == TP_FOREVER) return 0;
+    while (n < batch && fp->lru_tail && now - fp->lru_tail->last_used >= fp->inactive_ns) {
+        idle_close(fp, fp->lru_tail);
+        fp->st_expired++;
+        n++;
+    }
+    return n;
+}
+
+static bool evict_one(tp_fdpool *fp) {
+    if (!fp->lru_tail) return false;
+    idle_close(fp, fp->lru_tail);
+    fp->st_evictions++;
+    return true;
+}
+
+/* Does the cached entry still name what path names? Under fp->mu. */
+static bool entry_still_valid(tp_fdpool *fp, struct tp__fd_entry *e, uint64_t now) {
+    if (!e->recheck && (fp->valid_ns == TP_FOREVER || now - e->checked_at < fp->valid_ns))
+        return true;
+    struct stat st;
+    int rc = (e->kflags & O_NOFOLLOW) ? lstat(e->path, &st) : stat(e->path, &st);
+    if (rc == 0 && st.st_dev == e->dev && st.st_ino == e->ino) {
+        e->checked_at = now;
+        e->recheck = false;
+        return true;
+    }
+    return false;
+}
+
+/* ---- create / destroy --------------------------------------------------- */
+
+static unsigned default_max_open(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1024;
+    rlim_t m = rl.rlim_cur / 2;
+    if (m > TP__FD_MAX_OPEN_LIMIT) m = TP__FD_MAX_OPEN_LIMIT;
+    return m ? (unsigned)m : 1;
+}
+
+static int raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -errno;
+    if (rl.rlim_cur == rl.rlim_max) return 0;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return -errno;
+    return 0;
+}
+
+int tp_fdpool_create(tp_fdpool **out, const tp_fdpool_opts *opts) {
+    if (!out) return -EINVAL;
+    *out = NULL;
+    tp_fdpool_opts o;
+    if (opts)
+        o = *opts;
+    else
+        tp_fdpool_opts_init(&o);
+    if (o.max_open > TP__FD_MAX_OPEN_LIMIT) return -EINVAL;
+    if (o.raise_nofile) {
+        int rc = raise_nofile();
+        if (rc) return rc;
+    }
+    unsigned max_open = o.max_open ? o.max_open : default_max_open();
+
+    tp_fdpool *fp = calloc(1, sizeof *fp);
+    if (!fp) return -ENOMEM;
+    size_t nb = 16;
+    while (nb < (size_t)max_open && nb < ((size_t)1 << 18))
+        nb <<= 1;
+    fp->buckets = calloc(nb, sizeof *fp->buckets);
+    if (!fp->buckets) goto err_free_pool;
+    fp->mask = nb - 1;
+    fp->max_open = max_open;
+    fp->inactive_ns = o.inactive_ns;
+    fp->valid_ns = o.valid_ns;
+    fp->wait_ns = o.wait_ns;
+    fp->on_leak = o.on_leak;
+    fp->on_leak_arg = o.on_leak_arg;
+    fp->inotify_fd = -1;
+    if (pthread_mutex_init(&fp->mu, NULL) != 0) goto err_free_buckets;
+    if (tp__cond_init_monotonic(&fp->cv) != 0) goto err_destroy_mutex;
+    if (pthread_cond_init(&fp->calls_cv, NULL) != 0) goto err_destroy_cv;
+    if (o.use_inotify && max_open > 1 && tp__fd_inotify_init(fp) == 0)
+        fp->max_open = max_open - 1; /* the inotify descriptor counts against the bound */
+    *out = fp;
+    return 0;
+
+err_destroy_cv:
+    pthread_cond_destroy(&fp->cv);
+err_destroy_mutex:
+    pthread_mutex_destroy(&fp->mu);
+err_free_buckets:
+    free(fp->buckets);
+err_free_pool:
+    free(fp);
+    return -ENOMEM;
+}
+
+/* Free the pool itself. Every entry is gone; no thread uses fp. */
+static void pool_free(tp_fdpool *fp) {
+    tp_fd *l = fp->free_leases;
+    while (l) {
+        tp_fd *n = l->next_free;
+        free(l);
+        l = n;
+    }
+    tp__fd_inotify_fini(fp);
+    pthread_cond_destroy(&fp->calls_cv);
+    pthread_cond_destroy(&fp->cv);
+    pthread_mutex_destroy(&fp->mu);
+    free(fp->buckets);
+    free(fp);
+}
+
+int tp_fdpool_destroy(tp_fdpool *fp) {
+    if (!fp) return 0;
+    pthread_mutex_lock(&fp->mu);
+    if (fp->dead) { /* destroyed twice: report, do nothing */
+        pthread_mutex_unlock(&fp->mu);
+        return -EINVAL;
+    }
+    fp->dead = true;
+    pthread_cond_broadcast(&fp->cv);
+    while (fp->calls > 0)
+        pthread_cond_wait(&fp->calls_cv, &fp->mu);
+    while (fp->lru_tail)
+        idle_close(fp, fp->lru_tail);
+    for (size_t i = 0; i <= fp->mask; i++) {
+        while (fp->buckets[i]) {
+            struct tp__fd_entry *e = fp->buckets[i];
+            table_remove(fp, e); /* leased (idle ones are closed above) */
+            detached_push(fp, e);
+        }
+    }
+    if (fp->leased == 0) {
+        pthread_mutex_unlock(&fp->mu);
+        pool_free(fp);
+        return 0;
+    }
+    if (fp->on_leak) {
+        for (struct tp__fd_entry *e = fp->detached; e; e = e->next)
+            fp->on_leak(e->path, e->refs, fp->on_leak_arg);
+    }
+    pthread_mutex_unlock(&fp->mu);
+    return -EBUSY;
+}
+
+/* ---- acquire / release -------------------------------------------------- */
+
+static tp_fd *lease_new(tp_fdpool *fp, struct tp__fd_entry *e) {
+    tp_fd *l = fp->free_leases;
+    if (l)
+        fp->free_leases = l->next_free;
+    else if (!(l = malloc(sizeof *l)))
+        return NULL;
+    l->pool = fp;
+    l->entry = e;
+    l->fd = e->fd;
+    l->seq = e->sequential;
+    l->magic = LEASE_LIVE;
+    l->next_free = NULL;
+    e->refs++;
+    fp->leased++;
+    return l;
+}
+
+/* Open outside the lock. Returns the descriptor or -errno. */
+static int open_entry(const char *path, int flags, mode_t mode, struct stat *st) {
+    int fd;
+    do {
+        fd = open(path, flags | O_CLOEXEC, mode);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return -errno;
+    if (fstat(fd, st) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/* Wait for a descriptor to become available. Under fp->mu. Returns 0 to
+ * retry, or -EMFILE (not waiting), -ETIMEDOUT, -ESHUTDOWN. */
+static int wait_for_slot(tp_fdpool *fp, uint64_t deadline, bool *counted) {
+    if (deadline == 0) return -EMFILE;
+    if (!*counted) {
+        fp->st_waits++;
+        *counted = true;
+    }
+    fp->nwaiting++;
+    int rc = tp__cond_wait_until(&fp->cv, &fp->mu, deadline);
+    fp->nwaiting--;
+    if (fp->dead) return -ESHUTDOWN;
+    return rc;
+}
+
+static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint64_t timeout_ns,
+                   tp_fd **out) {
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (!fp || !path || !path[0]) return -EINVAL;
+    if ((flags & O_TMPFILE) == O_TMPFILE) return -EINVAL;
+    size_t plen = strnlen(path, PATH_MAX);
+    if (plen >= PATH_MAX) return -ENAMETOOLONG;
+    int kflags = flags & KEY_FLAGS;
+    bool fresh = (flags & (O_TRUNC | O_EXCL)) != 0;
+    uint32_t h = key_hash(path, kflags);
+    /* 0 = do not wait; otherwise an absolute deadline. */
+    uint64_t deadline = timeout_ns == 0 ? 0 : tp__deadline_after(timeout_ns);
+    bool counted_wait = false;
+    int err = 0;
+    tp_fd *l = NULL;
+
+    pthread_mutex_lock(&fp->mu);
+    if (fp->dead) {
+        pthread_mutex_unlock(&fp->mu);
+        return -ESHUTDOWN;
+    }
+    fp->calls++;
+    uint64_t now = tp__now_ns();
+    expire_idle(fp, now, EXPIRE_BATCH);
+    tp__fd_inotify_drain(fp);
+    for (;;) {
+        if (fp->dead) {
+            err = -ESHUTDOWN;
+            break;
+        }
+        struct tp__fd_entry *e = fresh ? NULL : table_find(fp, path, kflags, h);
+        if (e && !entry_still_valid(fp, e, tp__now_ns())) {
+            fp->st_reopened++;
+            entry_detach(fp, e);
+            e = NULL;
+        }
+        if (e) {
+            if (e->refs == 0) lru_unlink(fp, e);
+            l = lease_new(fp, e);
+            if (!l) {
+                if (e->refs == 0) {
+                    e->last_used = tp__now_ns();
+                    lru_push_head(fp, e);
+                }
+                err = -ENOMEM;
+                break;
+            }
+            fp->st_hits++;
+            break;
+        }
+        /* Miss: reserve a slot, evicting or waiting when the bound is reached. */
+        if (fp->nopen >= fp->max_open && !evict_one(fp)) {
+            err = wait_for_slot(fp, deadline, &counted_wait);
+            if (err) break;
+            continue;
+        }
+        fp->nopen++;
+        pthread_mutex_unlock(&fp->mu);
+
+        struct tp__fd_entry *ne = malloc(sizeof *ne + plen + 1);
+        struct stat st;
+        int fd = ne ? open_entry(path, flags, mode, &st) : -ENOMEM;
+        if (fd < 0) free(ne);
+
+        pthread_mutex_lock(&fp->mu);
+        if (fd == -EMFILE || fd == -ENFILE) {
+            fp->nopen--;
+            wake_waiters(fp);
+            fp->st_emfile_retries++;
+            if (evict_one(fp)) continue;
+            /* Nothing idle to close: wait for one of our leases to come back. */
+            if (fp->leased > 0 && deadline != 0) {
+                err = wait_for_slot(fp, deadline, &counted_wait);
+                if (err == -ETIMEDOUT) err = fd;
+                if (err) break;
+                continue;
+            }
+            err = fd;
+            break;
+        }
+        if (fd < 0) {
+            fp->nopen--;
+            wake_waiters(fp);
+            err = fd;
+            break;
+        }
+        memset(ne, 0, sizeof *ne);
+        memcpy(ne->path, path, plen + 1);
+        ne->fd = fd;
+        ne->kflags = kflags;
+        ne->hash = h;
+        ne->dev = st.st_dev;
+        ne->ino = st.st_ino;
+        ne->file_wd = ne->dir_wd = -1;
+        ne->sequential = !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode));
+        ne->checked_at = ne->last_used = tp__now_ns();
+        if (fp->dead) {
+            close(fd);
+            fp->nopen--;
+            free(ne);
+            err = -ESHUTDOWN;
+            break;
+        }
+        /* Another thread may have cached the same key while we opened. */
+        struct tp__fd_entry *old = table_find(fp, path, kflags, h);
+        if (old && !fresh && old->dev == ne->dev && old->ino == ne->ino) {
+            close(fd);
+            fp->nopen--;
+            free(ne);
+            wake_waiters(fp);
+            continue; /* take the cached one */
+        }
+        if (old) entry_detach(fp, old);
+        l = lease_new(fp, ne);
+        if (!l) {
+            close(fd);
+            fp->nopen--;
+            free(ne);
+            wake_waiters(fp);
+            err = -ENOMEM;
+            break;
+        }
+        table_insert(fp, ne);
+        tp__fd_watch(fp, ne);
+        if (fp->nopen > fp->peak_open) fp->peak_open = fp->nopen;
+        fp->st_misses++;
+        break;
+    }
+    if (err) fp->st_failures++;
+    if (--fp->calls == 0 && fp->dead) pthread_cond_broadcast(&fp->calls_cv);
+    pthread_mutex_unlock(&fp->mu);
+    *out = l;
+    return err;
+}
+
+int tp_fd_acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, tp_fd **out) {
+    return acquire(fp, path, flags, mode, fp ? fp->wait_ns : 0, out);
+}
+
+int tp_fd_acquire_timeout(tp_fdpool *fp, const char *path, int flags, mode_t mode,
+                          uint64_t timeout_ns, tp_fd **out) {
+    return acquire(fp, path, flags, mode, timeout_ns, out);
+}
+
+static void die(const char *msg) {
+    fprintf(stderr, "tripool: %s\n", msg);
+    abort();
+}
+
+void tp_fd_release(tp_fdpool *fp, tp_fd *h) {
+    if (!h) return;
+    if (!fp) die("tp_fd_release: NULL pool");
+    pthread_mutex_lock(&fp->mu);
+    if (h->magic != LEASE_LIVE) {
+        pthread_mutex_unlock(&fp->mu);
+        die("tp_fd_release: handle released twice (or not a lease)");
+    }
+    if (h->pool != fp) {
+        pthread_mutex_unlock(&fp->mu);
+        die("tp_fd_release: handle belongs to another pool");
+    }
+    struct tp__fd_entry *e = h->entry;
+    h->magic = LEASE_DEAD;
+    h->entry = NULL;
+    h->next_free = fp->free_leases;
+    fp->free_leases = h;
+    fp->leased--;
+    uint64_t now = tp__now_ns();
+    if (--e->refs == 0) {
+        if (e->in_table) {
+            e->last_used = now;
+            lru_push_head(fp, e);
+            wake_waiters(fp);
+        } else {
+            detached_unlink(fp, e);
+            entry_close(fp, e);
+        }
+    }
+    if (fp->dead) {
+        bool last = fp->leased == 0;
+        pthread_mutex_unlock(&fp->mu);
+        if (last) pool_free(fp);
+        return;
+    }
+    expire_idle(fp, now, EXPIRE_BATCH);
+    pthread_mutex_unlock(&fp->mu);
+}
+
+int tp_fd_get(const tp_fd *h) {
+    return h ? h->fd : -EINVAL;
+}
+
+bool tp_fd_is_sequential(const tp_fd *h) {
+    return h && h->seq;
+}
+
+ssize_t tp_fd_pread(const tp_fd *h, void *buf, size_t len, uint64_t off) {
+    if (!h || (!buf && len)) return -EINVAL;
+    if (h->seq) return -ESPIPE;
+    if (off > (uint64_t)INT64_MAX || len > (size_t)SSIZE_MAX) return -EINVAL;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(h->fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return done ? (ssize_t)done : -errno;
+        }
+        if (n == 0) break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t tp_fd_pwrite(const tp_fd *h, const void *buf, size_t len, uint64_t off) {
+    if (!h || (!buf && len)) return -EINVAL;
+    if (h->seq) return -ESPIPE;
+    if (off > (uint64_t)INT64_MAX || len > (size_t)SSIZE_MAX) return -EINVAL;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(h->fd, (const char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t tp_fd_read(const tp_fd *h, void *buf, size_t len) {
+    if (!h || (!buf && len)) return -EINVAL;
+    for (;;) {
+        ssize_t n = read(h->fd, buf, len);
+        if (n >= 0) return n;
+        if (errno != EINTR) return -errno;
+    }
+}
+
+ssize_t tp_fd_write(const tp_fd *h, const void *buf, size_t len) {
+    if (!h || (!buf && len)) return -EINVAL;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(h->fd, (const char *)buf + done, len - done);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return done ? (ssize_t)done : -errno;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+int tp_fdpool_invalidate(tp_fdpool *fp, const char *path) {
+    if (!fp || !path) return -EINVAL;
+    int n = 0;
+    pthread_mutex_lock(&fp->mu);
+    for (size_t i = 0; i <= fp->mask; i++) {
+        for (struct tp__fd_entry *e = fp->buckets[i]; e; e = e->hnext) {
+            if (strcmp(e->path, path) == 0) {
+                e->recheck = true;
+                n++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&fp->mu);
+    return n;
+}
+
+/* Mark entries matching an inotify event (see inotify.c). Under fp->mu. */
+void tp__fd_mark_recheck(tp_fdpool *fp, int wd, const char *name) {
+    for (size_t i = 0; i <= fp->mask; i++) {
+        for (struct tp__fd_entry *e = fp->buckets[i]; e; e = e->hnext) {
+            if (wd < 0) {
+                e->recheck = true; /* queue overflow: trust nothing */
+            } else if (e->file_wd == wd && !name) {
+                e->recheck = true;
+            } else if (e->dir_wd == wd && name) {
+                const char *base = strrchr(e->path, '/');
+                base = base ? base + 1 : e->path;
+                if (strcmp(base, name) == 0) e->recheck = true;
+            }
+        }
+    }
+}
+
+unsigned tp_fdpool_expire(tp_fdpool *fp) {
+    if (!fp) return 0;
+    pthread_mutex_lock(&fp->mu);
+    unsigned n = expire_idle(fp, tp__now_ns(), UINT_MAX);
+    pthread_mutex_unlock(&fp->mu);
+    return n;
+}
+
+void tp_fdpool_stats(tp_fdpool *fp, struct tp_fdpool_stats *out) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!fp) return;
+    pthread_mutex_lock(&fp->mu);
+    out->hits = fp->st_hits;
+    out->misses = fp->st_misses;
+    out->evictions = fp->st_evictions;
+    out->expired = fp->st_expired;
+    out->reopened = fp->st_reopened;
+    out->waits = fp->st_waits;
+    out->emfile_retries = fp->st_emfile_retries;
+    out->failures = fp->st_failures;
+    out->open = fp->nopen;
+    out->peak_open = fp->peak_open;
+    out->leased = fp->leased;
+    out->max_open = fp->max_open;
+    out->inotify = fp->inotify_fd >= 0;
+    pthread_mutex_unlock(&fp->mu);
+}
