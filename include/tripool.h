@@ -14,5 +14,6 @@
 #include "tripool/ctx.h"
 #include "tripool/fd.h"
 #include "tripool/pool.h"
+#include "tripool/timer.h"
 
 #endif /* TRIPOOL_H */

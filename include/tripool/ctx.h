@@ -62,7 +62,9 @@ TP_API int tp_ctx_wait(tp_ctx *c, uint64_t timeout_ns);
 TP_API uint64_t tp_ctx_deadline(const tp_ctx *c);
 
 /* Take / drop a reference. Releasing more often than retained aborts with a
- * message in debug builds (NDEBUG unset); is undefined otherwise. */
+ * message on stderr (checked in every build, so also in debug builds with
+ * NDEBUG unset); once the memory is freed a further release is undefined
+ * (best effort: a "used after its last release" abort). */
 TP_API tp_ctx *tp_ctx_retain(tp_ctx *c);
 TP_API void tp_ctx_release(tp_ctx *c);
 
@@ -82,6 +84,65 @@ TP_API TP_MUST_USE int tp_ctx_on_done(tp_ctx *c, tp_ctx_fn fn, void *arg, tp_ctx
  * which case stop waits until it has returned, unless called from fn
  * itself). */
 TP_API bool tp_ctx_cb_stop(tp_ctx_cb *cb);
+
+/* Number of live children linked under c (children released by their owner
+ * and freed are not counted). For diagnostics and tests. */
+TP_API size_t tp_ctx_child_count(tp_ctx *c);
+
+/* ---- values ----------------------------------------------------------------
+ * A child of parent carrying one key/value pair. It is a cancelable child
+ * like tp_ctx_with_cancel() (tp_ctx_cancel() on it cancels its subtree).
+ * Keys are compared by pointer (use the address of a static object); key
+ * must not be NULL. Returns 0, -EINVAL or -ENOMEM. */
+TP_API TP_MUST_USE int tp_ctx_with_value(tp_ctx *parent, const void *key, void *val, tp_ctx **out);
+
+/* The value of the nearest context from c up to the root whose key is key,
+ * or NULL if none. The value is not copied or owned by the context. */
+TP_API void *tp_ctx_value(const tp_ctx *c, const void *key);
+
+/* ---- stage budgets ---------------------------------------------------------
+ * A child whose deadline leaves reserve_ns of the parent's effective
+ * deadline for later stages: deadline = tp_ctx_deadline(parent) - reserve_ns
+ * (born done with -ETIMEDOUT if that is already past). A parent without a
+ * deadline gives a child without one. Returns 0, -EINVAL or -ENOMEM. */
+TP_API TP_MUST_USE int tp_ctx_with_budget(tp_ctx *parent, uint64_t reserve_ns, tp_ctx **out);
+
+/* A child whose deadline is now + fraction * (parent's remaining time);
+ * fraction in (0, 1]. No parent deadline -> no deadline. Returns 0, -EINVAL
+ * (fraction out of range) or -ENOMEM. */
+TP_API TP_MUST_USE int tp_ctx_with_budget_fraction(tp_ctx *parent, double fraction, tp_ctx **out);
+
+/* ---- retry with exponential backoff and full jitter ------------------------
+ * tp_retry() calls fn(arg, attempt) with attempt = 1, 2, ... until it returns
+ * >= 0 (success: that value is returned), returns an error the predicate
+ * calls permanent (that error is returned), max_attempts calls failed or the
+ * next sleep would end after max_elapsed_ns (the last error is returned), or
+ * c is done (tp_ctx_err(c) is returned). Between attempts it sleeps a random
+ * time in [0, min(cap_ns, base_ns * 2^(attempt-1))] ("full jitter") by
+ * waiting on c, so a cancel or deadline ends the sleep at once. c NULL =
+ * background. Bad options give -EINVAL without calling fn. */
+typedef bool (*tp_retry_pred)(int err, void *pred_arg);
+
+typedef struct tp_retry_opts {
+    unsigned max_attempts;   /* calls in total; default 5; 0 = no limit */
+    uint64_t base_ns;        /* first backoff bound; default 10 ms */
+    uint64_t cap_ns;         /* largest backoff bound; default 1 s */
+    uint64_t max_elapsed_ns; /* time budget from the first call; default TP_FOREVER */
+    tp_retry_pred retryable; /* true = try again; default tp_retry_default_retryable */
+    void *pred_arg;
+    uint64_t seed; /* jitter seed; 0 = derived from the clock */
+    /* More fields may be added; always start from tp_retry_opts_init(). */
+} tp_retry_opts;
+
+TP_API void tp_retry_opts_init(tp_retry_opts *opts);
+
+/* The default predicate: true for transient errors (-EAGAIN, -EWOULDBLOCK,
+ * -ETIMEDOUT, -EINTR, -EBUSY, -ENOBUFS, -ENOMEM, -ECONNRESET, -ECONNREFUSED,
+ * -EHOSTUNREACH, -ENETUNREACH), false for everything else. */
+TP_API bool tp_retry_default_retryable(int err, void *pred_arg);
+
+TP_API TP_MUST_USE int tp_retry(tp_ctx *c, const tp_retry_opts *opts,
+                                int (*fn)(void *arg, unsigned attempt), void *arg);
 
 #ifdef __cplusplus
 }

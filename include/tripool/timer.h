@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tripool/timer.h - the timer service: one thread runs many timers.
+ *
+ * A service owns one thread and a 4-ary min-heap of pending timers (indexed,
+ * so cancel is O(log n)); it sleeps on a CLOCK_MONOTONIC condition variable
+ * until the earliest deadline and never polls while idle. Millions of timers
+ * may be pending; one costs about 80 bytes (node + heap slot).
+ *
+ * There is a process-wide default service, started on first use (context
+ * deadlines use it) and never stopped, and per-owner services made with
+ * tp_timers_create() and joined by tp_timers_destroy().
+ *
+ * Callbacks run on the service thread with no service lock held, one at a
+ * time, in deadline order. They should be short (hand real work to a pool);
+ * they may add and cancel timers, including their own.
+ *
+ * Thread safety: every function may be called from any thread.
+ */
+#ifndef TRIPOOL_TIMER_H
+#define TRIPOOL_TIMER_H
+
+#include "tripool/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tp_timers tp_timers;
+typedef struct tp_timer tp_timer;
+typedef void (*tp_timer_fn)(void *arg);
+
+typedef struct tp_timers_opts {
+    size_t initial_capacity; /* heap slots reserved at create; default 1024 */
+    /* More fields may be added; always start from tp_timers_opts_init(). */
+} tp_timers_opts;
+
+TP_API void tp_timers_opts_init(tp_timers_opts *opts);
+
+/* Start a service with its own thread. Returns 0, -EINVAL, -ENOMEM or the
+ * error of pthread_create (-EAGAIN). */
+TP_API TP_MUST_USE int tp_timers_create(tp_timers **out, const tp_timers_opts *opts);
+
+/* Stop the thread (waiting for a running callback) and join it, then free the
+ * service. Pending timers are dropped without being called; timers that had
+ * no handle are freed; handles still held must be given back with
+ * tp_timer_cancel() afterwards (it then returns false). Must not be called
+ * from a callback of this service. NULL and the default service are ignored. */
+TP_API void tp_timers_destroy(tp_timers *t);
+
+/* The process-wide service, started on first call. NULL if its thread could
+ * not be started (a later call tries again). */
+TP_API tp_timers *tp_timers_default(void);
+
+/* Call fn(arg) on the service thread once the absolute CLOCK_MONOTONIC time
+ * deadline_ns has passed (a deadline in the past fires at once). t == NULL
+ * means the default service. If out is NULL the timer is fire-and-forget and
+ * freed by the service after the call; otherwise *out is a handle that must
+ * be given back exactly once with tp_timer_cancel(). Returns 0, -EINVAL
+ * (fn NULL or deadline TP_FOREVER), -ENOMEM, -ESHUTDOWN (service destroyed)
+ * or -EAGAIN (default service could not start). */
+TP_API TP_MUST_USE int tp_timer_add(tp_timers *t, uint64_t deadline_ns, tp_timer_fn fn, void *arg,
+                                    tp_timer **out);
+
+/* Same with a relative timeout. */
+TP_API TP_MUST_USE int tp_timer_add_after(tp_timers *t, uint64_t timeout_ns, tp_timer_fn fn,
+                                          void *arg, tp_timer **out);
+
+/* Cancel and free a handle. Returns true if this prevented the call (fn will
+ * never run), false if fn already ran or is running now; in the latter case
+ * cancel waits until fn has returned, unless called from fn itself. */
+TP_API bool tp_timer_cancel(tp_timer *tm);
+
+/* Number of timers pending in t (NULL = default). */
+TP_API size_t tp_timers_pending(tp_timers *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRIPOOL_TIMER_H */
