@@ -9,16 +9,20 @@
  * series, so re-registering a name later may change its help or labels.
  *
  * Hot path: updates never take a lock. Each counter and histogram series
- * has TP__METRICS_SHARDS cells, each on its own cache line(s); a thread picks
- * its shard once (a thread-local index handed out round-robin by the one
- * process-wide atomic `shard_next`, the only global here: it spreads threads
- * over shards and holds no registry state) and only ever adds to that
- * shard with relaxed atomics, so two threads collide only when more threads
- * than shards update the same series. A gauge is one atomic word (the double's
- * bits) on its own cache line: set is a plain store, add a CAS loop. A
- * histogram shard holds one count per bucket (the last is +Inf) and the sum;
- * the observation count is not stored: it is the sum of the buckets, so the
- * rendered le="+Inf" bucket always equals _count.
+ * has TP__METRICS_SHARDS + 1 slots of cells, each slot on its own cache
+ * line(s). A thread claims one of the first TP__METRICS_SHARDS slots for
+ * itself the first time it updates any series (bit i of the process-wide
+ * `slot_mask`; a pthread key destructor gives it back at thread exit). A slot
+ * has exactly one writer, so its updates are a relaxed load and a relaxed
+ * store: no locked instruction, no lost update. Threads beyond the first
+ * TP__METRICS_SHARDS live ones share the last slot and use atomic adds (CAS
+ * for the double sum). slot_mask, its key and the thread-local slot number
+ * are the module's only process-wide state: they belong to the thread, not
+ * to any registry. A gauge is one atomic word (the double's bits) on its own
+ * cache line: set is a plain store, add a CAS loop. A histogram slot holds
+ * one count per bucket (the last is +Inf) and the sum; the observation count
+ * is not stored: it is the sum of the buckets, so the rendered le="+Inf"
+ * bucket always equals _count.
  *
  * Reads: render and the value getters add the shards up with relaxed loads.
  * The result is not an atomic snapshot across shards (an update racing the
@@ -26,8 +30,11 @@
  * cell, and histogram buckets are made cumulative from one copy, so the
  * output is always self-consistent (ascending buckets, +Inf == _count).
  *
- * Memory orders: all relaxed. Cells are independent statistics; nobody infers
- * anything about other memory from their values. Publication of a new series
+ * Memory orders: cells are relaxed: they are independent statistics and
+ * nobody infers anything about other memory from their values. The one
+ * ordering need is slot hand-over: the release in slot_release and the
+ * acquire CAS in shard_choose make the old owner's last cell stores visible
+ * to the new owner before its first load-and-store. Publication of a new series
  * to renderers happens under reg->lock; publication of a handle to updating
  * threads is the caller's business (it got the handle from a call that took
  * the lock, and passes it on with its own synchronisation).
@@ -50,7 +57,9 @@
 #include "metrics/metrics_internal.h"
 #include "tripool/metrics.h"
 
-#define SHARDS TP__METRICS_SHARDS
+#define SHARDS TP__METRICS_SHARDS /* slots owned by one thread each */
+#define SHARED_SLOT SHARDS        /* one more, shared by all other threads */
+#define NSLOTS (SHARDS + 1)
 #define WORDS_PER_LINE (TP_CACHELINE / sizeof(uint64_t))
 
 enum fam_type { FAM_COUNTER, FAM_GAUGE, FAM_HISTOGRAM };
@@ -90,16 +99,68 @@ struct tp_metrics {
 
 /* ---- shard choice ---------------------------------------------------------- */
 
-static _Atomic unsigned shard_next;
+/* Process-wide slot ownership (see DESIGN): bit i of slot_mask is set while a
+ * live thread owns slot i. The key's destructor gives the slot back at
+ * thread exit. */
+static _Atomic uint32_t slot_mask;
+static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+static pthread_key_t slot_key;
+static bool slot_key_ok;
+/* 0 = not chosen yet, else slot + 1 */
 static _Thread_local unsigned shard_tls __attribute__((tls_model("initial-exec")));
 
+static void slot_release(void *v) {
+    unsigned idx = (unsigned)(uintptr_t)v - 1;
+    /* Any later update from this thread (another key's destructor) must not
+     * touch the slot it no longer owns. */
+    shard_tls = SHARED_SLOT + 1;
+    /* release: our last plain-RMW stores to the slot's cells happen before
+     * the next owner's acquire CAS on the mask, so it continues from them. */
+    atomic_fetch_and_explicit(&slot_mask, ~(UINT32_C(1) << idx), memory_order_release);
+}
+
+static void slot_key_init(void) {
+    slot_key_ok = pthread_key_create(&slot_key, slot_release) == 0;
+}
+
+static unsigned __attribute__((noinline)) shard_choose(void) {
+    unsigned idx = SHARED_SLOT;
+    pthread_once(&slot_once, slot_key_init);
+    if (slot_key_ok) {
+        uint32_t full = (UINT32_C(1) << SHARDS) - 1;
+        uint32_t m = tp__load_relaxed(&slot_mask);
+        while ((m & full) != full) {
+            unsigned i = (unsigned)__builtin_ctz(~m);
+            /* acquire: pairs with slot_release of the previous owner. */
+            if (atomic_compare_exchange_weak_explicit(&slot_mask, &m, m | (UINT32_C(1) << i),
+                                                      memory_order_acquire, memory_order_relaxed)) {
+                idx = i;
+                break;
+            }
+        }
+        if (idx != SHARED_SLOT && pthread_setspecific(slot_key, (void *)(uintptr_t)(idx + 1))) {
+            atomic_fetch_and_explicit(&slot_mask, ~(UINT32_C(1) << idx), memory_order_release);
+            idx = SHARED_SLOT;
+        }
+    }
+    shard_tls = idx + 1;
+    return idx;
+}
+
+/* This thread's slot: < SHARDS = owned alone, SHARED_SLOT = shared. */
 static inline unsigned shard(void) {
     unsigned s = shard_tls;
-    if (__builtin_expect(s == 0, 0)) {
-        s = tp__add_relaxed(&shard_next, 1u) % SHARDS + 1;
-        shard_tls = s;
-    }
+    if (__builtin_expect(s == 0, 0)) return shard_choose();
     return s - 1;
+}
+
+/* Add to a cell of this thread's slot: a plain load and store when the slot
+ * is ours alone (no locked instruction), an atomic add on the shared slot. */
+static inline void cell_add(_Atomic uint64_t *w, unsigned slot, uint64_t v) {
+    if (__builtin_expect(slot < SHARDS, 1))
+        tp__store_relaxed(w, tp__load_relaxed(w) + v);
+    else
+        tp__add_relaxed(w, v);
 }
 
 /* ---- validation ------------------------------------------------------------- */
@@ -348,7 +409,7 @@ static int add_series(tp_metrics *r, enum fam_type type, enum series_kind kind, 
     switch (kind) {
     case S_COUNTER:
         s->stride = WORDS_PER_LINE;
-        s->cells = alloc_cells(s->stride * SHARDS);
+        s->cells = alloc_cells(s->stride * NSLOTS);
         break;
     case S_GAUGE:
         s->cells = alloc_cells(WORDS_PER_LINE);
@@ -356,7 +417,7 @@ static int add_series(tp_metrics *r, enum fam_type type, enum series_kind kind, 
     case S_HISTOGRAM:
         /* nbounds finite buckets + the +Inf bucket + the sum */
         s->stride = (nbounds + 2 + WORDS_PER_LINE - 1) / WORDS_PER_LINE * WORDS_PER_LINE;
-        s->cells = alloc_cells(s->stride * SHARDS);
+        s->cells = alloc_cells(s->stride * NSLOTS);
         s->nbounds = nbounds;
         break;
     case S_FN:
@@ -527,7 +588,8 @@ static inline void add_double_relaxed(_Atomic uint64_t *w, double v) {
 TP_API void tp_counter_add(tp_counter *c, uint64_t v) {
     struct series *s = (struct series *)c;
     if (!s) return;
-    tp__add_relaxed(&s->cells[shard() * WORDS_PER_LINE], v);
+    unsigned slot = shard();
+    cell_add(&s->cells[slot * WORDS_PER_LINE], slot, v);
 }
 
 TP_API void tp_counter_inc(tp_counter *c) {
@@ -563,9 +625,14 @@ static inline size_t bucket_of(const double *b, size_t n, double v) {
 TP_API void tp_histogram_observe(tp_histogram *h, double v) {
     struct series *s = (struct series *)h;
     if (!s) return;
-    _Atomic uint64_t *cell = s->cells + shard() * s->stride;
-    tp__add_relaxed(&cell[bucket_of(s->bounds, s->nbounds, v)], 1);
-    add_double_relaxed(&cell[s->nbounds + 1], v);
+    unsigned slot = shard();
+    _Atomic uint64_t *cell = s->cells + slot * s->stride;
+    cell_add(&cell[bucket_of(s->bounds, s->nbounds, v)], slot, 1);
+    _Atomic uint64_t *sum = &cell[s->nbounds + 1];
+    if (__builtin_expect(slot < SHARDS, 1))
+        tp__store_relaxed(sum, dbits(bitsd(tp__load_relaxed(sum)) + v));
+    else
+        add_double_relaxed(sum, v);
 }
 
 TP_API void tp_histogram_observe_ns(tp_histogram *h, uint64_t ns) {
@@ -576,7 +643,7 @@ TP_API void tp_histogram_observe_ns(tp_histogram *h, uint64_t ns) {
 
 static uint64_t counter_sum(const struct series *s) {
     uint64_t v = 0;
-    for (size_t i = 0; i < SHARDS; i++)
+    for (size_t i = 0; i < NSLOTS; i++)
         v += tp__load_relaxed(&s->cells[i * WORDS_PER_LINE]);
     return v;
 }
@@ -585,7 +652,7 @@ static uint64_t counter_sum(const struct series *s) {
 static double hist_read(const struct series *s, uint64_t *out) {
     double sum = 0;
     memset(out, 0, (s->nbounds + 1) * sizeof *out);
-    for (size_t i = 0; i < SHARDS; i++) {
+    for (size_t i = 0; i < NSLOTS; i++) {
         _Atomic uint64_t *cell = s->cells + i * s->stride;
         for (size_t b = 0; b <= s->nbounds; b++)
             out[b] += tp__load_relaxed(&cell[b]);
