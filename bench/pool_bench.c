@@ -4,6 +4,7 @@
  *
  *   pool_bench PEER SCENARIO [--workers W] [--submitters S] [--tasks N]
  *              [--reps R] [--qcap Q] [--task-us U] [--load L] [--pace spin|sleep]
+ *              [--calibrate 0|1]
  *
  * PEER: tripool glib cthreadpool libuv thread (see bench/pool_peers.c).
  * SCENARIO:
@@ -13,6 +14,11 @@
  *   latency  N tasks of U us (default 10) submitted by one thread at a fixed
  *            pace that keeps W workers L busy (default 0.5); submit-to-start
  *            latency p50/p99/p99.9/max (first 5% of samples are warm-up).
+ *            "Busy" is relative to the CPU this process can get right now:
+ *            W plain threads first spin U us chunks for 200 ms, and the pace
+ *            is L times the chunks/s they managed (on a shared machine the
+ *            nominal W / U would overload the workers and measure only the
+ *            backlog). --calibrate 0 paces at L * W / U instead.
  *   memory   W tasks block the workers, then N empty tasks are queued; RSS
  *            growth from before pool creation, per queued task.
  * Each repetition prints one line of key=value pairs; with R > 1 a final
@@ -74,6 +80,13 @@ uint64_t pb_completed(void) {
 static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of the whole process (every thread), ns. */
+static uint64_t cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -158,7 +171,7 @@ struct cfg {
     unsigned workers, subs, reps;
     size_t tasks, qcap;
     double task_us, load;
-    bool pace_sleep;
+    bool pace_sleep, calibrate;
 };
 
 static void print_head(const struct cfg *c, unsigned rep) {
@@ -238,16 +251,19 @@ static void *submitter_main(void *arg) {
     return NULL;
 }
 
-static double run_throughput(const struct cfg *c, pb_task_fn fn) {
+/* Returns the wall seconds; *cpu_per_task gets the process CPU ns per task
+ * over the same interval (robust to how much CPU a shared machine gives). */
+static double run_throughput(const struct cfg *c, pb_task_fn fn, double *cpu_per_task) {
     void *pool = make_pool(c, c->qcap);
     warm_up(c, pool);
     pb_task = fn;
     uint64_t base = pb_completed();
-    uint64_t t0, t1;
+    uint64_t t0, t1, c0;
     if (c->subs == 1) {
         void *sub;
         int rc = c->peer->sub_begin(pool, c->tasks, &sub);
         if (rc) die("sub_begin", rc);
+        c0 = cpu_ns();
         t0 = now_ns();
         submit_n(c, sub, c->tasks);
         if (wait_completed(base + c->tasks, 600 * 1000000000ull))
@@ -268,6 +284,7 @@ static double run_throughput(const struct cfg *c, pb_task_fn fn) {
         pthread_mutex_lock(&start.mu);
         while (start.ready < c->subs)
             pthread_cond_wait(&start.cv, &start.mu);
+        c0 = cpu_ns();
         t0 = now_ns();
         start.go = true;
         pthread_cond_broadcast(&start.cv);
@@ -279,6 +296,7 @@ static double run_throughput(const struct cfg *c, pb_task_fn fn) {
         t1 = now_ns();
         free(s);
     }
+    *cpu_per_task = (double)(cpu_ns() - c0) / (double)c->tasks;
     c->peer->destroy(pool);
     uint64_t done = pb_completed() - base;
     if (done != c->tasks) {
@@ -304,8 +322,38 @@ static void pace_until(uint64_t target, bool sleep_first) {
 }
 
 struct lat_result {
-    double p50, p99, p999, max, load;
+    double p50, p99, p999, max, load, cap_frac;
 };
+
+struct calib {
+    uint64_t end;
+    _Atomic uint64_t chunks;
+};
+
+static void *calib_main(void *arg) {
+    struct calib *k = arg;
+    uint64_t n = 0;
+    while (now_ns() < k->end) {
+        spin_ns(task_ns);
+        n++;
+    }
+    atomic_fetch_add_explicit(&k->chunks, n, memory_order_relaxed); /* read after join */
+    return NULL;
+}
+
+/* task_ns chunks per second that `workers` spinning threads get now. */
+static double capacity(unsigned workers) {
+    const uint64_t dur = 200000000u;
+    struct calib k = {.end = now_ns() + dur};
+    pthread_t th[workers];
+    for (unsigned i = 0; i < workers; i++) {
+        int rc = pthread_create(&th[i], NULL, calib_main, &k);
+        if (rc) die("pthread_create", rc);
+    }
+    for (unsigned i = 0; i < workers; i++)
+        pthread_join(th[i], NULL);
+    return (double)atomic_load_explicit(&k.chunks, memory_order_relaxed) * 1e9 / (double)dur;
+}
 
 static struct lat_result run_latency(const struct cfg *c) {
     struct lat_sample *smp = calloc(c->tasks, sizeof *smp);
@@ -315,7 +363,9 @@ static struct lat_result run_latency(const struct cfg *c) {
     warm_up(c, pool);
     task_ns = (uint64_t)(c->task_us * 1000);
     pb_task = task_latency;
-    uint64_t period = (uint64_t)((double)task_ns / (c->load * c->workers));
+    double nominal = 1e9 / (double)task_ns * c->workers; /* tasks/s W workers can run */
+    double cap = c->calibrate ? capacity(c->workers) : nominal;
+    uint64_t period = (uint64_t)(1e9 / (c->load * cap));
     uint64_t base = pb_completed();
     void *sub;
     int rc = c->peer->sub_begin(pool, c->tasks, &sub);
@@ -340,8 +390,9 @@ static struct lat_result run_latency(const struct cfg *c) {
         .p99 = lat[(size_t)(n * 0.99)] / 1e3,
         .p999 = lat[(size_t)(n * 0.999)] / 1e3,
         .max = lat[n - 1] / 1e3,
-        /* offered load: busy time asked of the workers per wall time */
-        .load = (double)c->tasks * (double)task_ns / ((double)(tlast - t0) * c->workers),
+        /* offered load: arrivals per second over what the workers can run */
+        .load = (double)c->tasks * 1e9 / (double)(tlast - t0) / cap,
+        .cap_frac = cap / nominal,
     };
     free(smp);
     free(lat);
@@ -397,7 +448,7 @@ static double run_memory(const struct cfg *c, double *rss_mib, double *total_mib
 static void usage(void) {
     fprintf(stderr, "usage: pool_bench PEER empty|busy|latency|memory [--workers W] "
                     "[--submitters S] [--tasks N] [--reps R] [--qcap Q] [--task-us U] "
-                    "[--load L] [--pace spin|sleep]\npeers:");
+                    "[--load L] [--pace spin|sleep] [--calibrate 0|1]\npeers:");
     for (unsigned i = 0; pb_peers[i]; i++)
         fprintf(stderr, " %s", pb_peers[i]->name);
     fprintf(stderr, "\n");
@@ -421,7 +472,8 @@ int main(int argc, char **argv) {
                     .tasks = 1000000,
                     .task_us = -1,
                     .load = 0.5,
-                    .pace_sleep = true};
+                    .pace_sleep = true,
+                    .calibrate = true};
     for (unsigned i = 0; pb_peers[i]; i++)
         if (strcmp(pb_peers[i]->name, argv[1]) == 0) c.peer = pb_peers[i];
     if (!c.peer) usage();
@@ -443,6 +495,8 @@ int main(int argc, char **argv) {
             c.task_us = atof(v);
         else if (!strcmp(k, "--load"))
             c.load = atof(v);
+        else if (!strcmp(k, "--calibrate"))
+            c.calibrate = num_arg(v) != 0;
         else if (!strcmp(k, "--pace"))
             c.pace_sleep = strcmp(v, "spin") != 0;
         else
@@ -457,18 +511,19 @@ int main(int argc, char **argv) {
         if (!strcmp(c.scen, "empty") || !strcmp(c.scen, "busy")) {
             bool busy = !strcmp(c.scen, "busy");
             task_ns = (uint64_t)((c.task_us < 0 ? 1 : c.task_us) * 1000);
-            double s = run_throughput(&c, busy ? task_spin : task_noop);
+            double cpt;
+            double s = run_throughput(&c, busy ? task_spin : task_noop, &cpt);
             v[r - 1] = c.tasks / s;
             print_head(&c, r);
-            printf(" secs=%.4f rate=%.0f\n", s, v[r - 1]);
+            printf(" secs=%.4f rate=%.0f cpu_ns_per_task=%.0f\n", s, v[r - 1], cpt);
         } else if (!strcmp(c.scen, "latency")) {
             if (c.task_us < 0) c.task_us = 10;
             struct lat_result l = run_latency(&c);
             v[r - 1] = l.p50;
             v2[r - 1] = l.p99;
             print_head(&c, r);
-            printf(" p50_us=%.2f p99_us=%.2f p999_us=%.2f max_us=%.1f load=%.2f\n", l.p50, l.p99,
-                   l.p999, l.max, l.load);
+            printf(" p50_us=%.2f p99_us=%.2f p999_us=%.2f max_us=%.1f load=%.2f cpu=%.2f\n", l.p50,
+                   l.p99, l.p999, l.max, l.load, l.cap_frac);
         } else if (!strcmp(c.scen, "memory")) {
             double mib, total;
             v[r - 1] = run_memory(&c, &mib, &total);

@@ -119,6 +119,7 @@ row() { # TITLE TAG FIELD FORMATTER
             line="$line |"
             ;;
         lat) line="$line $v / $(med "$2" "$p" p99_us) |" ;;
+        cpu) line="$line ${v:--} |" ;;
         mem)
             if [ -z "$v" ]; then line="$line n/a |"
             else line="$line $v B (RSS $(med "$2" "$p" rss_mib) MiB) |"; fi
@@ -130,20 +131,33 @@ row() { # TITLE TAG FIELD FORMATTER
 row "1M empty tasks, 2 workers, tasks/s" e2 rate rate
 row "1M empty tasks, 64 workers, tasks/s" e64 rate rate
 row "200k tasks of 1 us, 2 workers, tasks/s" busy rate rate
-row "latency p50 / p99 us (10 us tasks, 50% load, 2 workers)" lat p50_us lat
+row "latency p50 / p99 us (10 us tasks, 50% of the CPU the run got, 2 workers)" lat p50_us lat
 row "bytes per queued task (RSS growth / total RSS with 1M queued)" mem bytes_per_task mem
 row "matrix 1 submitter x 1M, tasks/s" e2 rate rate
 row "matrix 8 submitters x 125k, tasks/s" m8 rate rate
 row "matrix 64 submitters x 16k, tasks/s" m64 rate rate
 
 echo
-echo "Latency detail (median of repetitions; p99.9 and max in us; load = offered load reached):"
+echo "CPU time per task (ns, all threads of the process, median): how much work each pool"
+echo "spends per task, whatever share of the CPUs the machine gave the run."
 echo
-echo "| Peer | p50 | p99 | p99.9 | max | load |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "$head"
+echo "$sep"
+row "1M empty tasks, 2 workers" e2 cpu_ns_per_task cpu
+row "1M empty tasks, 64 workers" e64 cpu_ns_per_task cpu
+row "200k tasks of 1 us, 2 workers" busy cpu_ns_per_task cpu
+row "matrix 8 submitters x 125k" m8 cpu_ns_per_task cpu
+row "matrix 64 submitters x 16k" m64 cpu_ns_per_task cpu
+
+echo
+echo "Latency detail (us, medians; load = arrivals / what the workers could run;"
+echo "cpu = share of 2 idle CPUs two spinning threads got just before the run):"
+echo
+echo "| Peer | p50 | p99 | p99.9 | max | load | cpu |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for p in $PEERS; do
     echo "| $(name "$p") | $(med lat "$p" p50_us) | $(med lat "$p" p99_us) | $(med lat "$p" p999_us) |" \
-        "$(med lat "$p" max_us) | $(med lat "$p" load) |"
+        "$(med lat "$p" max_us) | $(med lat "$p" load) | $(med lat "$p" cpu) |"
 done
 
 if [ $have_tp = yes ]; then
@@ -169,13 +183,15 @@ if [ $have_tp = yes ]; then
     echo "| <= 64 bytes per queued task | ${memb:--} B | $(verdict "${memb:--}" "<=" 64) |"
     echo
     echo "Matrix ratios tripool / best other pool (tasks/s):"
-    for t in e2 m8 m64; do
+    for t in "e2 1x1M" "m8 8x125k" "m64 64x16k"; do
+        set -- $t
+        t=$1
         best=0
         for p in glib cthreadpool libuv; do
             v=$(med "$t" "$p" rate)
             best=$(awk -v a="$best" -v b="${v:-0}" 'BEGIN { print (b > a) ? b : a }')
         done
-        echo "- $t: $(ratio "$(med "$t" tripool rate)" "$best")x"
+        echo "- $2: $(ratio "$(med "$t" tripool rate)" "$best")x"
     done
 else
     echo
