@@ -144,6 +144,11 @@ TP_API TP_MUST_USE tp_buf *tp_buf_get(tp_bufpool *bp, size_t min_cap);
 TP_API TP_MUST_USE int tp_buf_get_timeout(tp_bufpool *bp, size_t min_cap, uint64_t timeout_ns,
                                           tp_buf **out);
 
+/* Like tp_buf_get_timeout but waits until ctx is done (its deadline or a
+ * cancel): then returns the context's error (-ETIMEDOUT or -ECANCELED), also
+ * at once when ctx is already done. ctx NULL = background (no limit). */
+TP_API TP_MUST_USE int tp_buf_get_ctx(tp_bufpool *bp, size_t min_cap, tp_ctx *ctx, tp_buf **out);
+
 /* Give b back. b NULL is ignored. b must come from this pool and not be
  * used after the call. In debug mode a double put, a buffer of another pool
  * or a foreign pointer aborts with a message; in release mode a double put

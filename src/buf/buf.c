@@ -643,6 +643,36 @@ TP_API int tp_buf_get_timeout(tp_bufpool *bp, size_t min_cap, uint64_t timeout_n
     return get_impl(bp, min_cap, timeout_ns == 0, tp__deadline_after(timeout_ns), NULL, NULL, out);
 }
 
+static int ctx_stop(void *arg) {
+    return tp_ctx_err(arg);
+}
+
+/* Cancel callback: wake the in-use waiters so they see the context done.
+ * Taking wait_mu orders it after a waiter's check (no lost wake-up). */
+static void ctx_wake(void *arg) {
+    tp_bufpool *bp = arg;
+    pthread_mutex_lock(&bp->wait_mu);
+    pthread_cond_broadcast(&bp->wait_cv);
+    pthread_mutex_unlock(&bp->wait_mu);
+}
+
+TP_API int tp_buf_get_ctx(tp_bufpool *bp, size_t min_cap, tp_ctx *ctx, tp_buf **out) {
+    if (!bp || !out) return -EINVAL;
+    *out = NULL;
+    if (!ctx) ctx = tp_ctx_background();
+    int err = tp_ctx_err(ctx);
+    if (err) return err;
+    if (!bp->o.max_inuse) /* nothing to wait for */
+        return get_impl(bp, min_cap, true, 0, NULL, NULL, out);
+    tp_ctx_cb *cb = NULL;
+    err = tp_ctx_on_done(ctx, ctx_wake, bp, &cb);
+    if (err) return err;
+    err = get_impl(bp, min_cap, false, tp_ctx_deadline(ctx), ctx_stop, ctx, out);
+    tp_ctx_cb_stop(cb);
+    if (err == -ETIMEDOUT && tp_ctx_err(ctx)) err = tp_ctx_err(ctx);
+    return err;
+}
+
 static void check_put(tp_bufpool *bp, tp_buf *b) {
     if (bp->o.debug && !dbg_has(bp, b)) {
         die("not a buffer of this pool (foreign pointer, another pool's buffer, or freed)", bp, b);

@@ -1,3 +1,3 @@
 # SPDX-License-Identifier: MIT
-# The buffer pool. Uses only internal (atomics, clock, OS contract).
-set(TP_DEPS_buf "")
+# The buffer pool: waits on the in-use cap with a context (tp_buf_get_ctx).
+set(TP_DEPS_buf ctx)
