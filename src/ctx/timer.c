@@ -3,13 +3,13 @@
  * DESIGN - the timer service.
  *
  * One thread per service runs every timer of that service. Pending timers
- * live in a 4-ary min-heap of node pointers ordered by deadline; each node
+ * live in a 4-ary min-heap of (deadline, node) slots; each node
  * stores its heap slot (idx), so cancel removes it in O(log n) and add is
  * O(log n) (O(1) on average for random deadlines). A 4-ary heap is shallower
- * than a binary one and its four children share a cache line of pointers.
+ * than a binary one and its four children share one cache line.
  *
  * Memory per pending timer: the 40-byte node (48 with malloc's header for
- * tp_timer_add) plus one 8-byte heap slot (up to 16 with doubling slack).
+ * tp_timer_add) plus one 16-byte heap slot (up to 32 with doubling slack).
  * The heap shrinks again when it is less than a quarter full.
  *
  * Sleeping: the thread waits on `wake` (a CLOCK_MONOTONIC condvar) until the
@@ -38,6 +38,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <stdint.h>
 
@@ -45,11 +48,18 @@
 #include "internal/os.h"
 #include "ctx/timer_internal.h"
 
+/* A heap slot carries the deadline so sifting compares within the array
+ * instead of chasing node pointers (one cache miss per level saved). */
+struct tp_heap_ent {
+    uint64_t deadline;
+    struct tp_timer *tm;
+};
+
 struct tp_timers {
     pthread_mutex_t lock;
     pthread_cond_t wake; /* the service thread sleeps here */
     pthread_cond_t done; /* cancellers wait here for a running fn */
-    struct tp_timer **heap;
+    struct tp_heap_ent *heap;
     size_t n, cap, min_cap;
     uint64_t sleeping_until; /* deadline the thread sleeps for; 0 = awake */
     unsigned done_waiters;
@@ -67,65 +77,65 @@ void tp_timers_opts_init(tp_timers_opts *opts) {
 
 /* ---- the heap (caller holds svc->lock) ----------------------------------- */
 
-static void heap_sift_up(struct tp_timer **h, size_t i) {
-    struct tp_timer *tm = h[i];
-    while (i > 0) {
-        size_t p = (i - 1) / 4;
-        if (h[p]->deadline <= tm->deadline) break;
-        h[i] = h[p];
-        h[i]->idx = (uint32_t)i;
-        i = p;
-    }
-    h[i] = tm;
-    tm->idx = (uint32_t)i;
+static inline void heap_set(struct tp_heap_ent *h, size_t i, struct tp_heap_ent e) {
+    h[i] = e;
+    e.tm->idx = (uint32_t)i;
 }
 
-static void heap_sift_down(struct tp_timer **h, size_t n, size_t i) {
-    struct tp_timer *tm = h[i];
+static void heap_sift_up(struct tp_heap_ent *h, size_t i) {
+    struct tp_heap_ent e = h[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 4;
+        if (h[p].deadline <= e.deadline) break;
+        heap_set(h, i, h[p]);
+        i = p;
+    }
+    heap_set(h, i, e);
+}
+
+static void heap_sift_down(struct tp_heap_ent *h, size_t n, size_t i) {
+    struct tp_heap_ent e = h[i];
     for (;;) {
         size_t c = 4 * i + 1;
         if (c >= n) break;
         size_t end = c + 4 < n ? c + 4 : n;
         size_t best = c;
         for (size_t k = c + 1; k < end; k++)
-            if (h[k]->deadline < h[best]->deadline) best = k;
-        if (h[best]->deadline >= tm->deadline) break;
-        h[i] = h[best];
-        h[i]->idx = (uint32_t)i;
+            if (h[k].deadline < h[best].deadline) best = k;
+        if (h[best].deadline >= e.deadline) break;
+        heap_set(h, i, h[best]);
         i = best;
     }
-    h[i] = tm;
-    tm->idx = (uint32_t)i;
+    heap_set(h, i, e);
 }
 
 static int heap_push(tp_timers *s, struct tp_timer *tm) {
     if (s->n == s->cap) {
         if (s->cap >= UINT32_MAX / 2) return -ENOMEM;
         size_t ncap = s->cap * 2;
-        struct tp_timer **nh = realloc(s->heap, ncap * sizeof(*nh));
+        struct tp_heap_ent *nh = realloc(s->heap, ncap * sizeof(*nh));
         if (!nh) return -ENOMEM;
         s->heap = nh;
         s->cap = ncap;
     }
-    s->heap[s->n] = tm;
+    s->heap[s->n] = (struct tp_heap_ent){tm->deadline, tm};
     heap_sift_up(s->heap, s->n++);
     return 0;
 }
 
 static void heap_remove(tp_timers *s, size_t i) {
-    struct tp_timer **h = s->heap;
-    struct tp_timer *last = h[--s->n];
+    struct tp_heap_ent *h = s->heap;
+    struct tp_heap_ent last = h[--s->n];
     if (i < s->n) {
-        h[i] = last;
-        last->idx = (uint32_t)i;
-        if (i > 0 && h[(i - 1) / 4]->deadline > last->deadline)
+        heap_set(h, i, last);
+        if (i > 0 && h[(i - 1) / 4].deadline > last.deadline)
             heap_sift_up(h, i);
         else
             heap_sift_down(h, s->n, i);
     }
     /* Give memory back after a mass cancel; failure to shrink is harmless. */
     if (s->cap > s->min_cap && s->n < s->cap / 4) {
-        struct tp_timer **nh = realloc(s->heap, (s->cap / 2) * sizeof(*nh));
+        struct tp_heap_ent *nh = realloc(s->heap, (s->cap / 2) * sizeof(*nh));
         if (nh) {
             s->heap = nh;
             s->cap /= 2;
@@ -146,7 +156,7 @@ static void *timer_thread(void *arg) {
             s->sleeping_until = 0;
             continue;
         }
-        struct tp_timer *tm = s->heap[0];
+        struct tp_timer *tm = s->heap[0].tm;
         uint64_t now = tp__now_ns();
         if (tm->deadline > now) {
             s->sleeping_until = tm->deadline;
@@ -257,7 +267,7 @@ void tp_timers_destroy(tp_timers *s) {
 
     /* The thread is gone: drop what is pending. */
     for (size_t i = 0; i < s->n; i++) {
-        struct tp_timer *tm = s->heap[i];
+        struct tp_timer *tm = s->heap[i].tm;
         tm->state = TP__TIMER_IDLE;
         tm->svc = NULL;
         if ((tm->flags & TP__TIMER_HEAP) && !(tm->flags & TP__TIMER_HANDLE)) free(tm);
