@@ -103,7 +103,7 @@ struct tp_bufpool_class_stats {
     uint64_t puts;         /* puts */
     uint64_t dropped;      /* puts freed instead of retained (cap, outlier, huge) */
     size_t retained_bytes; /* idle bytes kept (depot and caches) */
-    size_t inuse_bytes;    /* bytes handed out */
+    size_t inuse_bytes;    /* bytes handed out (total: exact when max_inuse is set) */
     size_t peak_bytes;     /* high-water mark of bytes allocated (in use + retained) */
     size_t retained;       /* idle buffers kept */
     size_t outstanding;    /* buffers handed out and not yet put */

@@ -932,6 +932,8 @@ TP_API void tp_bufpool_stats(tp_bufpool *bp, struct tp_bufpool_stats *out) {
     }
     pthread_mutex_unlock(&g_mu);
     out->total.peak_bytes = tp__load_relaxed(&bp->peak_total);
+    if (bp->o.max_inuse) /* the exact counter the cap uses */
+        out->total.inuse_bytes = atomic_load_explicit(&bp->inuse, memory_order_relaxed);
     out->hit_ratio = out->total.gets ? (double)out->total.hits / (double)out->total.gets : 0.0;
     out->max_retained = bp->o.max_retained;
     out->max_inuse = bp->o.max_inuse;
