@@ -4,20 +4,22 @@
 # BUILD_DIR was configured with -DTP_BUILD_BENCH=ON (make bench does that).
 # Every scenario runs each peer once per repetition, peers interleaved, so
 # machine noise hits all of them alike; the tables show medians.
-# POOL_BENCH_REPS (default 5) sets the repetitions; the memory scenario runs
-# twice whatever it is (it does not vary much and is the slowest).
+# POOL_BENCH_REPS (default 3) sets the repetitions; the memory scenario runs
+# twice whatever it is (it hardly varies). A run takes ~2 min on an idle
+# 2-CPU machine, ~3 min when other jobs share it.
 set -euo pipefail
 B=${1:?usage: bench/run_pool.sh BUILD_DIR}
 BIN=$B/pool_bench
 [ -x "$BIN" ] || { echo "run_pool.sh: $BIN not built (configure with -DTP_BUILD_BENCH=ON)" >&2; exit 1; }
-REPS=${POOL_BENCH_REPS:-5}
+REPS=${POOL_BENCH_REPS:-3}
 PEERS=$("$BIN" 2>&1 | sed -n 's/^peers: *//p' || true)
 RAW=$(mktemp)
 trap 'rm -f "$RAW"' EXIT
 
 M=1000000      # "1M" tasks
 SMALL=100000   # C pools at 64 workers run at ~100k/s: a smaller count, same per-task rate
-TPT=20000      # one thread per task: a smaller count, per-task rate
+TPT=10000      # one thread per task: a smaller count, per-task rate
+LAT=20000      # latency samples per run (the pace can be slow on a busy machine)
 
 run() { # TAG PEER ARGS...
     local tag=$1 peer=$2
@@ -44,8 +46,7 @@ for rep in $(seq "$REPS"); do
         run busy "$p" busy --workers 2 --tasks "$n" --task-us 1
     done
     for p in $PEERS; do
-        case $p in thread) n=$TPT ;; *) n=50000 ;; esac
-        run lat "$p" latency --workers 2 --tasks "$n" --task-us 10 --load 0.5
+        run lat "$p" latency --workers 2 --tasks "$LAT" --task-us 10 --load 0.5
     done
     for s in 8 64; do
         for p in $PEERS; do
