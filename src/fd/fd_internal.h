@@ -26,16 +26,15 @@ struct tp__fd_entry {
     uint64_t checked_at; /* last time (dev, ino) was confirmed by stat */
     int file_wd, dir_wd; /* inotify watches, -1 when none */
     bool in_table;
-    bool sequential;
+    bool have_id; /* dev/ino filled (lazily, by fstat at first re-validation) */
     bool recheck; /* re-validate with stat at next acquire (inotify, invalidate) */
     char path[];
 };
 
-/* A lease. fd and seq are written before the lease is handed out and are
- * read-only while it is out, so tp_fd_get/pread/pwrite read them unlocked. */
+/* A lease. fd is written before the lease is handed out and is read-only
+ * while it is out, so tp_fd_get/pread/pwrite read it unlocked. */
 struct tp_fd {
     int fd;
-    bool seq;
     uint32_t magic;             /* LEASE_LIVE while out; under pool mu */
     tp_fdpool *pool;            /* under pool mu */
     struct tp__fd_entry *entry; /* under pool mu */

@@ -20,13 +20,20 @@
  * acquires that are opening outside the lock; it never exceeds max_open.
  *
  * Locking. One mutex, fp->mu, protects every field of the pool, of its
- * entries and of its leases, except lease->fd, lease->seq (written before
- * the lease is handed out, read-only while it is out) which readers use
- * without the lock. open() runs without the lock on a reserved slot; after
- * it, the table is looked up again because another thread may have opened
- * the same key meanwhile. stat() (re-validation) and close() run under the
- * lock: they are short on local file systems and keep the states simple.
- * No other lock is ever taken while fp->mu is held (no lock order).
+ * entries and of its leases, except lease->fd (written before the lease is
+ * handed out, read-only while it is out), which tp_fd_get/pread/pwrite read
+ * without the lock. Syscalls that can be slow run without the lock: open()
+ * of a miss runs on a reserved slot (fp->nopen counted first, so the bound
+ * holds), and when the slot is taken over from an evicted idle entry, that
+ * victim is unlinked under the lock and closed after it is dropped; after
+ * open() the table is looked up again because another thread may have
+ * cached the same key meanwhile (then its entry is used and ours closed).
+ * The identity (st_dev, st_ino) is fetched lazily, by fstat at the first
+ * re-validation, so a miss costs exactly one open(). stat() (re-validation)
+ * and the close of detached/expired entries run under the lock: they are
+ * rare. No other lock is ever taken while fp->mu is held (no lock order).
+ * Ages (inactive_ns, valid_ns) use CLOCK_MONOTONIC_COARSE: cheap, with the
+ * kernel tick as resolution; waits use the precise clock.
  *
  * Waiting. Acquires that find every descriptor leased wait on fp->cv; it is
  * broadcast whenever a descriptor becomes idle or is closed, a reserved
@@ -193,11 +200,47 @@ static bool evict_one(tp_fdpool *fp) {
     return true;
 }
 
+/* Evict the LRU idle entry but hand its slot to the caller instead of
+ * freeing it: fp->nopen stays, so the bound holds while the caller closes
+ * the victim's descriptor outside the lock. Returns the victim (unlinked,
+ * to be passed to victim_close) or NULL when nothing is idle. */
+static struct tp__fd_entry *evict_for_slot(tp_fdpool *fp) {
+    struct tp__fd_entry *e = fp->lru_tail;
+    if (!e) return NULL;
+    lru_unlink(fp, e);
+    table_remove(fp, e);
+    tp__fd_unwatch(fp, e);
+    fp->st_evictions++;
+    return e;
+}
+
+/* Outside the lock: close an evicted victim (its slot now belongs to the
+ * caller's reservation). */
+static void victim_close(struct tp__fd_entry *e) {
+    if (!e) return;
+    close(e->fd);
+    free(e);
+}
+
+/* A coarse monotonic clock (a few ms resolution, much cheaper than
+ * tp__now_ns in VMs) for idle expiry and re-validation ages. */
+static uint64_t coarse_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * TP_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
 /* Does the cached entry still name what path names? Under fp->mu. */
 static bool entry_still_valid(tp_fdpool *fp, struct tp__fd_entry *e, uint64_t now) {
     if (!e->recheck && (fp->valid_ns == TP_FOREVER || now - e->checked_at < fp->valid_ns))
         return true;
     struct stat st;
+    if (!e->have_id) { /* identity is taken lazily: no fstat on the open path */
+        if (fstat(e->fd, &st) != 0) return false;
+        e->dev = st.st_dev;
+        e->ino = st.st_ino;
+        e->have_id = true;
+    }
     int rc = (e->kflags & O_NOFOLLOW) ? lstat(e->path, &st) : stat(e->path, &st);
     if (rc == 0 && st.st_dev == e->dev && st.st_ino == e->ino) {
         e->checked_at = now;
@@ -256,7 +299,14 @@ int tp_fdpool_create(tp_fdpool **out, const tp_fdpool_opts *opts) {
     fp->on_leak = o.on_leak;
     fp->on_leak_arg = o.on_leak_arg;
     fp->inotify_fd = -1;
-    if (pthread_mutex_init(&fp->mu, NULL) != 0) goto err_free_buckets;
+    /* Adaptive: critical sections are a few hundred ns, so a contending
+     * thread spins briefly instead of paying futex sleep + wake syscalls. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    int mrc = pthread_mutex_init(&fp->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    if (mrc != 0) goto err_free_buckets;
     if (tp__cond_init_monotonic(&fp->cv) != 0) goto err_destroy_mutex;
     if (pthread_cond_init(&fp->calls_cv, NULL) != 0) goto err_destroy_cv;
     if (o.use_inotify && max_open > 1 && tp__fd_inotify_init(fp) == 0)
@@ -335,7 +385,6 @@ static tp_fd *lease_new(tp_fdpool *fp, struct tp__fd_entry *e) {
     l->pool = fp;
     l->entry = e;
     l->fd = e->fd;
-    l->seq = e->sequential;
     l->magic = LEASE_LIVE;
     l->next_free = NULL;
     e->refs++;
@@ -344,18 +393,12 @@ static tp_fd *lease_new(tp_fdpool *fp, struct tp__fd_entry *e) {
 }
 
 /* Open outside the lock. Returns the descriptor or -errno. */
-static int open_entry(const char *path, int flags, mode_t mode, struct stat *st) {
+static int open_path(const char *path, int flags, mode_t mode) {
     int fd;
     do {
         fd = open(path, flags | O_CLOEXEC, mode);
     } while (fd < 0 && errno == EINTR);
-    if (fd < 0) return -errno;
-    if (fstat(fd, st) != 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
+    return fd < 0 ? -errno : fd;
 }
 
 /* Wait for a descriptor to become available. Under fp->mu. Returns 0 to
@@ -373,6 +416,12 @@ static int wait_for_slot(tp_fdpool *fp, uint64_t deadline, bool *counted) {
     return rc;
 }
 
+/* Give back a reserved slot that did not become an entry. Under fp->mu. */
+static void slot_return(tp_fdpool *fp) {
+    fp->nopen--;
+    wake_waiters(fp);
+}
+
 static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint64_t timeout_ns,
                    tp_fd **out) {
     if (!out) return -EINVAL;
@@ -384,7 +433,7 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
     int kflags = flags & KEY_FLAGS;
     bool fresh = (flags & (O_TRUNC | O_EXCL)) != 0;
     uint32_t h = key_hash(path, kflags);
-    /* 0 = do not wait; otherwise an absolute deadline. */
+    /* 0 = do not wait; otherwise an absolute deadline (precise clock). */
     uint64_t deadline = timeout_ns == 0 ? 0 : tp__deadline_after(timeout_ns);
     bool counted_wait = false;
     int err = 0;
@@ -396,7 +445,7 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
         return -ESHUTDOWN;
     }
     fp->calls++;
-    uint64_t now = tp__now_ns();
+    uint64_t now = coarse_now();
     expire_idle(fp, now, EXPIRE_BATCH);
     tp__fd_inotify_drain(fp);
     for (;;) {
@@ -405,7 +454,7 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
             break;
         }
         struct tp__fd_entry *e = fresh ? NULL : table_find(fp, path, kflags, h);
-        if (e && !entry_still_valid(fp, e, tp__now_ns())) {
+        if (e && !entry_still_valid(fp, e, now)) {
             fp->st_reopened++;
             entry_detach(fp, e);
             e = NULL;
@@ -414,37 +463,41 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
             if (e->refs == 0) lru_unlink(fp, e);
             l = lease_new(fp, e);
             if (!l) {
-                if (e->refs == 0) {
-                    e->last_used = tp__now_ns();
-                    lru_push_head(fp, e);
-                }
+                if (e->refs == 0) lru_push_head(fp, e);
                 err = -ENOMEM;
                 break;
             }
             fp->st_hits++;
             break;
         }
-        /* Miss: reserve a slot, evicting or waiting when the bound is reached. */
-        if (fp->nopen >= fp->max_open && !evict_one(fp)) {
-            err = wait_for_slot(fp, deadline, &counted_wait);
-            if (err) break;
-            continue;
+        /* Miss: reserve a slot (taking over an idle victim's), or wait. */
+        struct tp__fd_entry *victim = NULL;
+        if (fp->nopen >= fp->max_open) {
+            victim = evict_for_slot(fp);
+            if (!victim) {
+                err = wait_for_slot(fp, deadline, &counted_wait);
+                if (err) break;
+                now = coarse_now();
+                continue;
+            }
+        } else {
+            fp->nopen++;
         }
-        fp->nopen++;
         pthread_mutex_unlock(&fp->mu);
 
+        victim_close(victim);
         struct tp__fd_entry *ne = malloc(sizeof *ne + plen + 1);
-        struct stat st;
-        int fd = ne ? open_entry(path, flags, mode, &st) : -ENOMEM;
+        int fd = ne ? open_path(path, flags, mode) : -ENOMEM;
         if (fd < 0) free(ne);
 
         pthread_mutex_lock(&fp->mu);
+        now = coarse_now();
         if (fd == -EMFILE || fd == -ENFILE) {
-            fp->nopen--;
-            wake_waiters(fp);
+            /* The process (not the pool) is out of descriptors: close idle
+             * ones and retry; with none idle, wait for a lease to return. */
+            slot_return(fp);
             fp->st_emfile_retries++;
             if (evict_one(fp)) continue;
-            /* Nothing idle to close: wait for one of our leases to come back. */
             if (fp->leased > 0 && deadline != 0) {
                 err = wait_for_slot(fp, deadline, &counted_wait);
                 if (err == -ETIMEDOUT) err = fd;
@@ -455,47 +508,42 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
             break;
         }
         if (fd < 0) {
-            fp->nopen--;
-            wake_waiters(fp);
+            slot_return(fp);
             err = fd;
             break;
+        }
+        if (fp->dead) {
+            close(fd);
+            free(ne);
+            slot_return(fp);
+            err = -ESHUTDOWN;
+            break;
+        }
+        /* Another thread may have cached the same key while we opened: use
+         * its descriptor (both opened the path just now). */
+        struct tp__fd_entry *old = table_find(fp, path, kflags, h);
+        if (old && !fresh) {
+            close(fd);
+            free(ne);
+            slot_return(fp);
+            continue;
         }
         memset(ne, 0, sizeof *ne);
         memcpy(ne->path, path, plen + 1);
         ne->fd = fd;
         ne->kflags = kflags;
         ne->hash = h;
-        ne->dev = st.st_dev;
-        ne->ino = st.st_ino;
         ne->file_wd = ne->dir_wd = -1;
-        ne->sequential = !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode));
-        ne->checked_at = ne->last_used = tp__now_ns();
-        if (fp->dead) {
-            close(fd);
-            fp->nopen--;
-            free(ne);
-            err = -ESHUTDOWN;
-            break;
-        }
-        /* Another thread may have cached the same key while we opened. */
-        struct tp__fd_entry *old = table_find(fp, path, kflags, h);
-        if (old && !fresh && old->dev == ne->dev && old->ino == ne->ino) {
-            close(fd);
-            fp->nopen--;
-            free(ne);
-            wake_waiters(fp);
-            continue; /* take the cached one */
-        }
-        if (old) entry_detach(fp, old);
+        ne->checked_at = ne->last_used = now;
         l = lease_new(fp, ne);
         if (!l) {
             close(fd);
-            fp->nopen--;
             free(ne);
-            wake_waiters(fp);
+            slot_return(fp);
             err = -ENOMEM;
             break;
         }
+        if (old) entry_detach(fp, old); /* O_TRUNC/O_EXCL: the new one replaces it */
         table_insert(fp, ne);
         tp__fd_watch(fp, ne);
         if (fp->nopen > fp->peak_open) fp->peak_open = fp->nopen;
@@ -541,7 +589,7 @@ void tp_fd_release(tp_fdpool *fp, tp_fd *h) {
     h->next_free = fp->free_leases;
     fp->free_leases = h;
     fp->leased--;
-    uint64_t now = tp__now_ns();
+    uint64_t now = coarse_now();
     if (--e->refs == 0) {
         if (e->in_table) {
             e->last_used = now;
@@ -567,12 +615,13 @@ int tp_fd_get(const tp_fd *h) {
 }
 
 bool tp_fd_is_sequential(const tp_fd *h) {
-    return h && h->seq;
+    /* Asked of the kernel (one lseek that does not move the offset) rather
+     * than cached: keeps fstat off the open path. */
+    return h && lseek(h->fd, 0, SEEK_CUR) < 0 && errno == ESPIPE;
 }
 
 ssize_t tp_fd_pread(const tp_fd *h, void *buf, size_t len, uint64_t off) {
     if (!h || (!buf && len)) return -EINVAL;
-    if (h->seq) return -ESPIPE;
     if (off > (uint64_t)INT64_MAX || len > (size_t)SSIZE_MAX) return -EINVAL;
     size_t done = 0;
     while (done < len) {
@@ -589,7 +638,6 @@ ssize_t tp_fd_pread(const tp_fd *h, void *buf, size_t len, uint64_t off) {
 
 ssize_t tp_fd_pwrite(const tp_fd *h, const void *buf, size_t len, uint64_t off) {
     if (!h || (!buf && len)) return -EINVAL;
-    if (h->seq) return -ESPIPE;
     if (off > (uint64_t)INT64_MAX || len > (size_t)SSIZE_MAX) return -EINVAL;
     size_t done = 0;
     while (done < len) {
@@ -662,7 +710,7 @@ void tp__fd_mark_recheck(tp_fdpool *fp, int wd, const char *name) {
 unsigned tp_fdpool_expire(tp_fdpool *fp) {
     if (!fp) return 0;
     pthread_mutex_lock(&fp->mu);
-    unsigned n = expire_idle(fp, tp__now_ns(), UINT_MAX);
+    unsigned n = expire_idle(fp, coarse_now(), UINT_MAX);
     pthread_mutex_unlock(&fp->mu);
     return n;
 }

@@ -31,10 +31,12 @@ struct tp_follower {
     tp_fdpool *fp;
     tp_follow_opts o;
     tp_fd *cur;
+    bool cur_seq; /* cur is a pipe/FIFO/socket: read, never pread */
     uint64_t off;
     dev_t dev;
     ino_t ino;
     tp_fd *old;
+    bool old_seq;
     uint64_t old_off;
     uint64_t rotated_at;
     bool opened_once; /* the first file starts at its end unless from_start */
@@ -63,11 +65,11 @@ static int follow_attach(tp_follower *f, uint64_t timeout_ns) {
         return rc;
     }
     f->cur = h;
+    f->cur_seq = tp_fd_is_sequential(h);
     f->dev = st.st_dev;
     f->ino = st.st_ino;
     f->off = 0;
-    if (!f->opened_once && !f->o.from_start && !tp_fd_is_sequential(h))
-        f->off = (uint64_t)st.st_size;
+    if (!f->opened_once && !f->o.from_start && !f->cur_seq) f->off = (uint64_t)st.st_size;
     f->opened_once = true;
     return 0;
 }
@@ -97,8 +99,8 @@ int tp_follow_open(tp_follower **out, tp_fdpool *fp, const char *path, const tp_
     return 0;
 }
 
-static ssize_t read_at(tp_fd *h, void *buf, size_t len, uint64_t *off) {
-    ssize_t n = tp_fd_is_sequential(h) ? tp_fd_read(h, buf, len) : tp_fd_pread(h, buf, len, *off);
+static ssize_t read_at(tp_fd *h, bool seq, void *buf, size_t len, uint64_t *off) {
+    ssize_t n = seq ? tp_fd_read(h, buf, len) : tp_fd_pread(h, buf, len, *off);
     if (n > 0) *off += (uint64_t)n;
     return n;
 }
@@ -106,7 +108,7 @@ static ssize_t read_at(tp_fd *h, void *buf, size_t len, uint64_t *off) {
 /* One non-blocking step: > 0 bytes, 0 nothing now, < 0 error. */
 static ssize_t follow_step(tp_follower *f, void *buf, size_t len, uint64_t timeout_ns) {
     if (f->old) {
-        ssize_t n = read_at(f->old, buf, len, &f->old_off);
+        ssize_t n = read_at(f->old, f->old_seq, buf, len, &f->old_off);
         if (n != 0) return n;
         if (tp__now_ns() - f->rotated_at < f->o.grace_ns)
             return 0; /* a writer may still append to the old file */
@@ -118,8 +120,8 @@ static ssize_t follow_step(tp_follower *f, void *buf, size_t len, uint64_t timeo
         if (rc) return rc == -ETIMEDOUT ? 0 : rc;
         if (!f->cur) return 0;
     }
-    ssize_t n = read_at(f->cur, buf, len, &f->off);
-    if (n != 0 || tp_fd_is_sequential(f->cur)) return n;
+    ssize_t n = read_at(f->cur, f->cur_seq, buf, len, &f->off);
+    if (n != 0 || f->cur_seq) return n;
 
     /* End of data: truncated? */
     struct stat st;
@@ -127,13 +129,14 @@ static ssize_t follow_step(tp_follower *f, void *buf, size_t len, uint64_t timeo
     if ((uint64_t)st.st_size < f->off) {
         f->off = 0;
         f->st.truncations++;
-        n = read_at(f->cur, buf, len, &f->off);
+        n = read_at(f->cur, f->cur_seq, buf, len, &f->off);
         if (n != 0) return n;
     }
     /* Rotated? */
     if (stat(f->path, &st) != 0) return errno == ENOENT ? 0 : -errno;
     if (st.st_dev == f->dev && st.st_ino == f->ino) return 0;
     f->old = f->cur;
+    f->old_seq = f->cur_seq;
     f->old_off = f->off;
     f->rotated_at = tp__now_ns();
     f->cur = NULL;

@@ -83,7 +83,7 @@ static void watch_put(tp_fdpool *fp, int wd) {
 }
 
 void tp__fd_watch(tp_fdpool *fp, struct tp__fd_entry *e) {
-    if (fp->inotify_fd < 0 || e->sequential) return;
+    if (fp->inotify_fd < 0) return;
     char dir[PATH_MAX];
     const char *slash = strrchr(e->path, '/');
     if (!slash) {
