@@ -27,6 +27,7 @@ extern "C" {
 #endif
 
 typedef struct tp_pool tp_pool;
+typedef struct tp_future tp_future; /* see "futures" below */
 
 /* A task. Returns >= 0 on success, < 0 (a negative errno by convention) on
  * failure. */
@@ -34,6 +35,19 @@ typedef int (*tp_task_fn)(void *arg);
 
 /* Called on the worker after a task returned err < 0. */
 typedef void (*tp_error_fn)(int err, tp_task_fn fn, void *task_arg, void *hook_arg);
+
+/* Called on the worker after each task leaves the queue (issue 7 metrics):
+ * label (NULL if none), time it waited in the queue, time it ran, and its
+ * result. A task skipped because its context was done reports run_ns 0 and
+ * the context's error. Setting an observer makes the pool read the clock at
+ * submit, start and end of every task; without one it never does. */
+typedef void (*tp_observer_fn)(void *arg, const char *label, uint64_t queue_wait_ns,
+                               uint64_t run_ns, int result);
+
+/* Stuck-task report: called once per task that has run longer than
+ * opts.stuck_threshold_ns, from the pool's watchdog thread, with no pool
+ * lock held. worker is the worker's index as shown by tp_pool_dump(). */
+typedef void (*tp_stuck_fn)(const char *label, unsigned worker, uint64_t running_ns, void *arg);
 
 typedef struct tp_pool_opts {
     unsigned min_workers;     /* kept alive even when idle; default 0 */
@@ -46,6 +60,15 @@ typedef struct tp_pool_opts {
     tp_error_fn on_error;     /* failure hook (ants' PanicHandler); may be NULL */
     void *on_error_arg;
     const char *name;         /* label for stats, dumps and metrics; copied */
+    tp_observer_fn observer;  /* per-task hook (labels, queue wait, run time); may be NULL */
+    void *observer_arg;
+    /* Stuck-task watchdog: 0 = off. When set the pool runs one watchdog
+     * thread (joined by close) that checks running tasks every threshold/4
+     * (at least 1 ms, at most 1 s); each task running longer is counted in
+     * stats.stuck and passed once to on_stuck (may be NULL). */
+    uint64_t stuck_threshold_ns;
+    tp_stuck_fn on_stuck;
+    void *on_stuck_arg;
     /* More fields may be added; always start from tp_pool_opts_init(). */
 } tp_pool_opts;
 
@@ -63,6 +86,7 @@ struct tp_pool_stats {
     uint64_t canceled;        /* accepted but not run: context done before start */
     unsigned peak_workers;
     size_t peak_queued;
+    uint64_t stuck;           /* tasks reported by the stuck-task watchdog */
 };
 
 TP_API void tp_pool_opts_init(tp_pool_opts *o);
@@ -86,6 +110,26 @@ TP_API TP_MUST_USE int tp_submit_timeout(tp_pool *p, tp_task_fn fn, void *arg, u
  * task is not run (counted in stats.canceled). A running task reads its
  * context with tp_task_ctx(). */
 TP_API TP_MUST_USE int tp_submit_ctx(tp_pool *p, tp_ctx *c, tp_task_fn fn, void *arg);
+
+/* Everything a submit can carry, for tp_submit_ex(). Start from
+ * tp_task_opts_init(). */
+typedef struct tp_task_opts {
+    tp_task_fn fn;       /* required */
+    void *arg;
+    tp_ctx *ctx;         /* NULL = none; as tp_submit_ctx() */
+    const char *label;   /* short name shown by dumps, observer, watchdog;
+                          * NOT copied: use a string that outlives the task */
+    uint64_t timeout_ns; /* how long to wait for room; default TP_FOREVER */
+    tp_future **future;  /* if non-NULL, receives a future (NULL on error) */
+    /* More fields may be added; always start from tp_task_opts_init(). */
+} tp_task_opts;
+
+TP_API void tp_task_opts_init(tp_task_opts *o);
+
+/* The general submit: tp_submit, tp_submit_timeout, tp_submit_ctx and
+ * tp_submit_future are special cases. Returns as those do: 0, -EINVAL,
+ * -EAGAIN, -ETIMEDOUT, -ESHUTDOWN, the context's error, or -ENOMEM. */
+TP_API TP_MUST_USE int tp_submit_ex(tp_pool *p, const tp_task_opts *o);
 
 /* The context of the task running on this thread; the background context
  * when the task has none or the caller is not a pool worker. */
@@ -112,8 +156,15 @@ TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers);
 /* Wait until the queue is empty and no task runs. Returns 0 or -ETIMEDOUT. */
 TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns);
 
+/* What the pool is doing now, as text: write(arg, line) is called once per
+ * worker ("worker 3 running label=hash for 1.204s done=1877", states idle,
+ * running, exiting; run time "unknown" unless the pool tracks time, i.e. has
+ * an observer or a stuck threshold), then once with the queue depth and the
+ * oldest queued task's age ("unknown" when time is not tracked). Lines have
+ * no newline. write is called with no pool lock held. */
+TP_API void tp_pool_dump(tp_pool *p, void (*write)(void *arg, const char *line), void *arg);
+
 /* ---- futures ------------------------------------------------------------ */
-typedef struct tp_future tp_future;
 
 /* Submit and get a future for the task's result. c may be NULL. Returns as
  * tp_submit_ctx; on error *out is NULL. */

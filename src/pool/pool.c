@@ -1,0 +1,1137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The task pool: workers, the queue, wake-ups, close.
+ *
+ * DESIGN
+ *
+ * Queue. One bounded MPMC ring (Dmitry Vyukov's algorithm) of exactly
+ * queue_cap 32-byte slots {seq, fn, arg, t_enq}. Submitters claim a slot with
+ * a CAS on `enq`, fill it and publish it by storing seq = pos + 1 (release);
+ * workers claim with a CAS on `deq`, read it and free it by storing
+ * seq = pos + cap (release). The common submit allocates nothing and takes no
+ * lock. Tasks carrying a context, label, future or group are a heap node
+ * (tp__task) queued as the slot {node_marker, node}. Measured against a
+ * mutex+condvar queue and per-worker queues in docs/pool.md: the ring is
+ * the fastest with 1..64 submitters on 2 cores and never serialises them on
+ * a lock. 32 bytes per queued task (64 with a node's allocation header).
+ *
+ * Close. The top bit of `enq` is the CLOSED flag, set with one fetch_or.
+ * Because a submit claims its slot with a CAS on the same word, every submit
+ * is either ordered before close (its slot is counted in enq and will be
+ * drained) or fails with -ESHUTDOWN: a submit racing close can never be lost.
+ * Workers exit only when CLOSED is set and deq == enq (all accepted tasks
+ * taken, including claimed-but-not-yet-published slots, which they wait for).
+ *
+ * Wake-or-spawn. `idle_spin` packs the number of parked workers (low 32
+ * bits) and of spinning workers (high 32). A worker that finds the ring
+ * empty counts itself spinning, spins briefly, then parks on its own
+ * condition variable on the LIFO idle list (LIFO so surplus workers stay
+ * parked long enough to expire). After a push a submitter reads idle_spin:
+ * if a worker spins it will find the task; else it wakes a parked worker
+ * (moving it from idle to spinning in one atomic add so other submitters do
+ * not wake a second one) or spawns one while below max. The rule that no
+ * task is stranded is a Dekker pair on seq_cst operations:
+ *   submitter:  CAS enq (seq_cst)            ; load idle_spin, nworkers (seq_cst)
+ *   worker:     add idle_spin / store nworkers; load enq, deq (seq_cst)
+ * so either the submitter sees the worker idle/gone (and wakes or spawns)
+ * or the worker sees the task (and does not park or exit). Every transition
+ * that stops a worker looking at the ring (park, idle expiry, shrink) does
+ * its announcement first and the ring check second. On x86 the CASes are
+ * locked instructions and seq_cst loads are plain moves, so this costs no
+ * fence on the hot path. When the last spinner takes a task and more are
+ * queued it wakes (or spawns) the next worker, so a burst ramps up to max.
+ *
+ * Blocked submitters (ring full) wait on `notfull` under `mu` after
+ * counting themselves in `nblocked` (seq_cst) and re-reading deq (seq_cst);
+ * a worker reads nblocked (seq_cst) after its deq CAS and signals only then.
+ *
+ * Counters. Each worker owns its completed/failed/canceled counters (single
+ * writer, relaxed); a worker that exits folds them into the pool's retired
+ * totals under mu. submitted = enq + inline runs. Peak queue depth is sampled
+ * by workers at each dequeue. Nothing on the hot path is a shared RMW besides
+ * the two ring CASes.
+ *
+ * Locks. One mutex `mu` per pool protects: the worker lists (all, idle,
+ * zombie), each worker's `wake` flag, nworkers (also read atomically), the
+ * retired totals, waiter counts, close/watchdog state. Futures and groups
+ * have their own mutex; lock order: group/future mutex is never held while
+ * taking mu, and mu is never held while calling user code (tasks, hooks,
+ * observer, dump writer) or tp_ctx functions that may run callbacks.
+ *
+ * Threads. Workers start lazily (or all at create with prealloc). A worker
+ * that exits (idle expiry above min, shrink, close) puts itself on the
+ * zombie list; close joins them all, spawns join earlier ones. The optional
+ * stuck-task watchdog is the only other thread, joined by close. After close
+ * returns 0 the pool has no thread left.
+ */
+#include "pool/pool_internal.h"
+
+#include "internal/atomic.h"
+#include "internal/os.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLOSED_BIT (UINT64_C(1) << 63)
+#define SPIN1 (UINT64_C(1) << 32)
+#define IDLE_MASK UINT64_C(0xffffffff)
+#define MAX_WORKERS_LIMIT (1u << 20)
+#define MAX_QUEUE_LIMIT ((size_t)1 << 30)
+#define SPIN_ROUNDS 256 /* empty-ring polls before parking; see docs/pool.md */
+
+#define FULL_YIELDS 16 /* yields before a submitter sleeps on a full ring */
+
+#define SEQ_CST memory_order_seq_cst
+
+enum { W_IDLE = 0, W_RUNNING = 1, W_EXITING = 2 };
+
+typedef struct slot {
+    _Atomic uint64_t seq;
+    tp_task_fn fn; /* fn/arg/t_enq: published by seq (release/acquire) */
+    void *arg;
+    _Atomic uint64_t t_enq; /* submit time; only written when the pool tracks
+                             * time; atomic because dumps peek at the head */
+} slot;
+
+typedef struct worker {
+    /* Written by the worker itself (single writer), read by stats/dump. */
+    _Atomic uint64_t completed;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t canceled;
+    _Atomic int state;
+    _Atomic(const char *) label;
+    _Atomic uint64_t start_ns; /* of the running task, when timed */
+    /* Watchdog only (under mu): start_ns of the last task reported stuck. */
+    uint64_t stuck_reported;
+    tp_pool *pool;
+    pthread_t tid;
+    unsigned id;
+    /* Under mu. */
+    pthread_cond_t cond;
+    bool wake; /* set by the waker; the waker already moved the idle count */
+    bool in_idle;
+    struct worker *prev, *next;   /* all live workers */
+    struct worker *iprev, *inext; /* idle list; head = most recently parked */
+    struct worker *znext;         /* zombie list */
+} worker;
+
+struct tp_pool {
+    /* Read-only after create. */
+    slot *ring;
+    uint64_t cap;   /* ring slots: max(queue_cap, 2) (Vyukov needs >= 2) */
+    uint64_t limit; /* queue_cap: the bound on queued tasks */
+    uint64_t mask;
+    bool pow2;
+    bool nonblocking;
+    bool timed;
+    unsigned min_workers;
+    unsigned max_blocked;
+    uint64_t idle_timeout_ns;
+    tp_error_fn on_error;
+    void *on_error_arg;
+    tp_observer_fn observer;
+    void *observer_arg;
+    uint64_t stuck_threshold_ns;
+    tp_stuck_fn on_stuck;
+    void *on_stuck_arg;
+    char name[32];
+
+    /* Read by every submit/worker, written rarely (under mu). */
+    _Atomic unsigned max_workers;
+    _Atomic unsigned nworkers;
+
+    TP_CACHE_ALIGNED _Atomic uint64_t enq; /* submitters; top bit = closed */
+    TP_CACHE_ALIGNED _Atomic uint64_t deq; /* workers */
+    TP_CACHE_ALIGNED _Atomic uint64_t idle_spin;
+    TP_CACHE_ALIGNED _Atomic unsigned nblocked; /* read per dequeue, written rarely */
+    _Atomic uint64_t peak_queued;
+    _Atomic uint64_t rejected;
+    _Atomic uint64_t inline_submitted;
+    _Atomic uint64_t inline_completed;
+    _Atomic uint64_t inline_failed;
+    _Atomic uint64_t inline_canceled;
+    _Atomic uint64_t stuck;
+    _Atomic unsigned peak_workers;
+
+    TP_CACHE_ALIGNED pthread_mutex_t mu;
+    pthread_cond_t notfull;    /* blocked submitters */
+    pthread_cond_t state_cond; /* wait_idle and close waiters */
+    worker *all;
+    worker *idle;
+    worker *zombies;
+    unsigned waiters; /* threads in wait_idle/close (under mu) */
+    unsigned next_id;
+    uint64_t ret_completed, ret_failed, ret_canceled; /* of exited workers */
+    bool close_started;
+    /* Watchdog (under mu). */
+    bool wd_running;
+    bool wd_stop;
+    pthread_t wd_tid;
+    pthread_cond_t wd_cond;
+};
+
+static _Thread_local worker *tls_worker;
+static _Thread_local tp_ctx *tls_ctx;
+
+/* The queue slot fn of a task node; never called. */
+static int node_marker(void *arg) {
+    (void)arg;
+    return -EINVAL;
+}
+
+/* ---- ring ---------------------------------------------------------------- */
+
+static inline slot *slot_at(tp_pool *p, uint64_t pos) {
+    return &p->ring[p->pow2 ? (pos & p->mask) : (pos % p->cap)];
+}
+
+/* 0, -EAGAIN (full) or -ESHUTDOWN. */
+static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
+    uint64_t pos = tp__load_relaxed(&p->enq);
+    slot *s;
+    for (;;) {
+        if (pos & CLOSED_BIT) return -ESHUTDOWN;
+        s = slot_at(p, pos);
+        /* acquire: the worker that freed the slot is done reading it. */
+        uint64_t seq = tp__load_acquire(&s->seq);
+        int64_t d = (int64_t)(seq - pos);
+        if (d == 0) {
+            /* Only queue_cap 1 has fewer allowed tasks than slots. */
+            if (__builtin_expect(p->limit != p->cap, 0) &&
+                pos - atomic_load_explicit(&p->deq, SEQ_CST) >= p->limit)
+                return -EAGAIN;
+            /* seq_cst: the submitter half of the wake-or-spawn and close
+             * Dekker pairs (see DESIGN). */
+            if (atomic_compare_exchange_weak_explicit(&p->enq, &pos, pos + 1, SEQ_CST,
+                                                      memory_order_relaxed))
+                break;
+        } else if (d < 0) {
+            /* Slot still in use. Really full, or a worker is between its
+             * deq CAS and freeing the slot? seq_cst: pairs with nblocked. */
+            uint64_t dq = atomic_load_explicit(&p->deq, SEQ_CST);
+            if (pos - dq >= p->limit) return -EAGAIN;
+            tp__cpu_relax();
+            pos = tp__load_relaxed(&p->enq);
+        } else {
+            pos = tp__load_relaxed(&p->enq);
+        }
+    }
+    s->fn = fn;
+    s->arg = arg;
+    if (p->timed) tp__store_relaxed(&s->t_enq, tp__now_ns());
+    /* release: publishes fn/arg/t_enq to the worker that acquires seq. */
+    tp__store_release(&s->seq, pos + 1);
+    return 0;
+}
+
+static bool ring_pop(tp_pool *p, tp_task_fn *fn, void **arg, uint64_t *t_enq) {
+    uint64_t pos = tp__load_relaxed(&p->deq);
+    slot *s;
+    for (;;) {
+        s = slot_at(p, pos);
+        /* acquire: pairs with the submitter's publishing release. */
+        uint64_t seq = tp__load_acquire(&s->seq);
+        int64_t d = (int64_t)(seq - (pos + 1));
+        if (d == 0) {
+            /* seq_cst: pairs with blocked submitters reading deq. */
+            if (atomic_compare_exchange_weak_explicit(&p->deq, &pos, pos + 1, SEQ_CST,
+                                                      memory_order_relaxed))
+                break;
+        } else if (d < 0) {
+            return false;
+        } else {
+            pos = tp__load_relaxed(&p->deq);
+        }
+    }
+    *fn = s->fn;
+    *arg = s->arg;
+    *t_enq = tp__load_relaxed(&s->t_enq);
+    /* release: our reads of the slot happen before the next submitter's
+     * writes. */
+    tp__store_release(&s->seq, pos + p->cap);
+    uint64_t depth = (tp__load_relaxed(&p->enq) & ~CLOSED_BIT) - pos;
+    if (depth > tp__load_relaxed(&p->peak_queued)) tp__max_relaxed(&p->peak_queued, depth);
+    return true;
+}
+
+/* Tasks accepted but not yet taken by a worker (seq_cst: used in the Dekker
+ * checks). Claimed-but-unpublished slots count as queued. */
+static inline uint64_t ring_depth_sc(tp_pool *p) {
+    uint64_t e = atomic_load_explicit(&p->enq, SEQ_CST) & ~CLOSED_BIT;
+    uint64_t d = atomic_load_explicit(&p->deq, SEQ_CST);
+    return e > d ? e - d : 0;
+}
+
+static inline bool pool_closed(tp_pool *p) {
+    return (tp__load_relaxed(&p->enq) & CLOSED_BIT) != 0;
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+static void *worker_main(void *arg);
+static void run_task(tp_pool *p, struct worker *w, tp_task_fn fn, void *arg, uint64_t t_enq);
+
+static void idle_remove_locked(tp_pool *p, worker *w) {
+    if (w->iprev)
+        w->iprev->inext = w->inext;
+    else
+        p->idle = w->inext;
+    if (w->inext) w->inext->iprev = w->iprev;
+    w->iprev = w->inext = NULL;
+    w->in_idle = false;
+}
+
+static void idle_push_locked(tp_pool *p, worker *w) {
+    w->iprev = NULL;
+    w->inext = p->idle;
+    if (p->idle) p->idle->iprev = w;
+    p->idle = w;
+    w->in_idle = true;
+}
+
+static void all_remove_locked(tp_pool *p, worker *w) {
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        p->all = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+}
+
+/* Start one worker, counted as spinning. Returns 0 or -EAGAIN/-ENOMEM. */
+static int spawn_locked(tp_pool *p) {
+    worker *w = aligned_alloc(TP_CACHELINE,
+                              (sizeof(worker) + TP_CACHELINE - 1) & ~(size_t)(TP_CACHELINE - 1));
+    if (!w) return -ENOMEM;
+    memset(w, 0, sizeof *w);
+    int rc = tp__cond_init_monotonic(&w->cond);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    w->pool = p;
+    w->id = p->next_id++;
+    tp__add_relaxed(&p->idle_spin, SPIN1); /* the new worker starts spinning */
+    unsigned n = tp__load_relaxed(&p->nworkers) + 1;
+    tp__store_relaxed(&p->nworkers, n);
+    w->next = p->all;
+    if (p->all) p->all->prev = w;
+    p->all = w;
+    rc = pthread_create(&w->tid, NULL, worker_main, w);
+    if (rc) {
+        all_remove_locked(p, w);
+        tp__store_relaxed(&p->nworkers, n - 1);
+        tp__sub_relaxed(&p->idle_spin, SPIN1);
+        p->next_id--;
+        pthread_cond_destroy(&w->cond);
+        free(w);
+        return -EAGAIN;
+    }
+    if (n > tp__load_relaxed(&p->peak_workers)) tp__store_relaxed(&p->peak_workers, n);
+    return 0;
+}
+
+/* Give queued work a worker: wake a parked one or spawn below max. */
+static void wake_or_spawn_locked(tp_pool *p) {
+    worker *w = p->idle;
+    if (w) {
+        idle_remove_locked(p, w);
+        w->wake = true;
+        /* idle -> spinning in one step so no second submitter wakes another
+         * worker for the same task. */
+        tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
+        pthread_cond_signal(&w->cond);
+        return;
+    }
+    if ((tp__load_relaxed(&p->idle_spin) >> 32) == 0 &&
+        tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers))
+        (void)spawn_locked(p); /* on failure running workers still drain */
+}
+
+static worker *take_zombies_locked(tp_pool *p) {
+    worker *z = p->zombies;
+    p->zombies = NULL;
+    return z;
+}
+
+static void join_zombies(worker *z) {
+    while (z) {
+        worker *n = z->znext;
+        pthread_join(z->tid, NULL);
+        pthread_cond_destroy(&z->cond);
+        free(z);
+        z = n;
+    }
+}
+
+static void wake_or_spawn(tp_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    wake_or_spawn_locked(p);
+    worker *z = p->zombies && !p->close_started ? take_zombies_locked(p) : NULL;
+    bool stranded = tp__load_relaxed(&p->nworkers) == 0;
+    pthread_mutex_unlock(&p->mu);
+    join_zombies(z);
+    if (stranded) {
+        /* Could not start any thread: run the queue here rather than strand
+         * accepted tasks. */
+        tp_task_fn fn;
+        void *arg;
+        uint64_t t;
+        while (ring_pop(p, &fn, &arg, &t))
+            run_task(p, NULL, fn, arg, t);
+    }
+}
+
+/* After a successful push: make sure some worker will look at the ring. */
+static inline void after_push(tp_pool *p) {
+    /* seq_cst: second half of the submitter side of the Dekker pair. */
+    uint64_t w = atomic_load_explicit(&p->idle_spin, SEQ_CST);
+    if (w >> 32) return; /* a spinning worker will find it */
+    if ((w & IDLE_MASK) != 0 ||
+        atomic_load_explicit(&p->nworkers, SEQ_CST) < tp__load_relaxed(&p->max_workers))
+        wake_or_spawn(p);
+}
+
+/* Worker is exiting (under mu, not in idle list, not counted in idle_spin):
+ * account and hand over. */
+static void worker_retire_locked(tp_pool *p, worker *w) {
+    tp__store_relaxed(&w->state, W_EXITING);
+    all_remove_locked(p, w);
+    p->ret_completed += tp__load_relaxed(&w->completed);
+    p->ret_failed += tp__load_relaxed(&w->failed);
+    p->ret_canceled += tp__load_relaxed(&w->canceled);
+    w->znext = p->zombies;
+    p->zombies = w;
+    if (p->waiters) pthread_cond_broadcast(&p->state_cond);
+}
+
+/* Decrement nworkers and re-check the ring (Dekker, see DESIGN). Returns
+ * true if the worker may exit; false if it must stay (work appeared and it
+ * was needed). Under mu. */
+static bool worker_may_leave_locked(tp_pool *p) {
+    unsigned n = tp__load_relaxed(&p->nworkers);
+    /* seq_cst: worker half of the Dekker pair with after_push(). */
+    atomic_store_explicit(&p->nworkers, n - 1, SEQ_CST);
+    if (ring_depth_sc(p) == 0) return true;
+    atomic_store_explicit(&p->nworkers, n, SEQ_CST);
+    return false;
+}
+
+static void note_result(tp_pool *p, worker *w, tp_task_fn fn, void *arg, int r) {
+    if (r < 0) {
+        if (w)
+            tp__store_relaxed(&w->failed, tp__load_relaxed(&w->failed) + 1);
+        else
+            tp__add_relaxed(&p->inline_failed, 1);
+        if (p->on_error) p->on_error(r, fn, arg, p->on_error_arg);
+    }
+}
+
+/* Run one dequeued task (plain or node) on this thread. w is the running
+ * worker or NULL for inline runs outside a worker's own counters. */
+static void run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64_t t_enq) {
+    const char *label = NULL;
+    tp__task *node = NULL;
+    tp_ctx *saved_ctx = tls_ctx;
+    uint64_t t0 = 0;
+    int r;
+
+    if (fn == node_marker) {
+        node = arg;
+        fn = node->fn;
+        arg = node->arg;
+        label = node->label;
+        if (node->ctx) {
+            int cerr = tp_ctx_err(node->ctx);
+            if (cerr) {
+                if (w)
+                    tp__store_relaxed(&w->canceled, tp__load_relaxed(&w->canceled) + 1);
+                else
+                    tp__add_relaxed(&p->inline_canceled, 1);
+                if (p->observer) p->observer(p->observer_arg, label, tp__now_ns() - t_enq, 0, cerr);
+                if (node->fut) tp__future_complete(node->fut, cerr, true);
+                if (node->group) tp__group_complete(node->group, cerr);
+                goto free_node;
+            }
+            tls_ctx = node->ctx;
+        }
+    }
+    if (w) {
+        tp__store_relaxed(&w->label, label);
+        if (p->timed) {
+            t0 = tp__now_ns();
+            tp__store_relaxed(&w->start_ns, t0);
+        }
+        /* release: dump/watchdog that see RUNNING also see label/start. */
+        tp__store_release(&w->state, W_RUNNING);
+    } else if (p->timed) {
+        t0 = tp__now_ns();
+    }
+
+    r = fn(arg);
+
+    if (w) tp__store_relaxed(&w->state, W_IDLE);
+    tls_ctx = saved_ctx;
+    note_result(p, w, fn, arg, r);
+    if (p->observer) {
+        uint64_t t1 = tp__now_ns();
+        p->observer(p->observer_arg, label, t0 > t_enq ? t0 - t_enq : 0, t1 - t0, r);
+    }
+    if (node) {
+        if (node->fut) tp__future_complete(node->fut, r, false);
+        if (node->group) tp__group_complete(node->group, r);
+    }
+    if (w)
+        tp__store_relaxed(&w->completed, tp__load_relaxed(&w->completed) + 1);
+    else
+        tp__add_relaxed(&p->inline_completed, 1);
+    if (!node) return;
+free_node:
+    if (node->ctx) tp_ctx_release(node->ctx);
+    if (node->fut) tp__future_release_ref(node->fut);
+    free(node);
+}
+
+enum { PARK_WOKEN, PARK_RECHECK, PARK_EXIT };
+
+/* The worker is counted spinning and saw an empty ring. */
+static int park(tp_pool *p, worker *w) {
+    pthread_mutex_lock(&p->mu);
+    idle_push_locked(p, w);
+    w->wake = false;
+    /* seq_cst: worker half of the Dekker pair (announce idle, then look). */
+    atomic_fetch_add_explicit(&p->idle_spin, 1 - SPIN1, SEQ_CST);
+    if (ring_depth_sc(p) != 0) {
+        idle_remove_locked(p, w);
+        tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
+        pthread_mutex_unlock(&p->mu);
+        return PARK_RECHECK;
+    }
+    if (p->waiters) pthread_cond_broadcast(&p->state_cond); /* maybe idle now */
+    bool expire = tp__load_relaxed(&p->nworkers) > p->min_workers;
+    uint64_t deadline = expire ? tp__deadline_after(p->idle_timeout_ns) : TP_FOREVER;
+    while (!w->wake) {
+        if (pool_closed(p)) {
+            /* Drained and closed: leave. (Not drained: close woke us.) */
+            idle_remove_locked(p, w);
+            tp__sub_relaxed(&p->idle_spin, 1);
+            if (ring_depth_sc(p) != 0) {
+                tp__add_relaxed(&p->idle_spin, SPIN1);
+                pthread_mutex_unlock(&p->mu);
+                return PARK_RECHECK;
+            }
+            tp__store_relaxed(&p->nworkers, tp__load_relaxed(&p->nworkers) - 1);
+            worker_retire_locked(p, w);
+            pthread_mutex_unlock(&p->mu);
+            return PARK_EXIT;
+        }
+        int rc = tp__cond_wait_until(&w->cond, &p->mu, deadline);
+        if (w->wake) break;
+        if (rc == -ETIMEDOUT) {
+            if (tp__load_relaxed(&p->nworkers) > p->min_workers) {
+                idle_remove_locked(p, w);
+                /* seq_cst: announce "not idle" before the ring re-check. */
+                atomic_fetch_sub_explicit(&p->idle_spin, 1, SEQ_CST);
+                if (worker_may_leave_locked(p)) {
+                    worker_retire_locked(p, w);
+                    pthread_mutex_unlock(&p->mu);
+                    return PARK_EXIT;
+                }
+                tp__add_relaxed(&p->idle_spin, SPIN1);
+                pthread_mutex_unlock(&p->mu);
+                return PARK_RECHECK;
+            }
+            deadline = TP_FOREVER;
+        }
+    }
+    /* The waker removed us from the idle list and counted us spinning. */
+    pthread_mutex_unlock(&p->mu);
+    return PARK_WOKEN;
+}
+
+/* After a task: leave if resize shrank the pool below the live count. */
+static bool worker_shrink(tp_pool *p, worker *w) {
+    pthread_mutex_lock(&p->mu);
+    if (tp__load_relaxed(&p->nworkers) <= tp__load_relaxed(&p->max_workers)) {
+        pthread_mutex_unlock(&p->mu);
+        return false;
+    }
+    unsigned n = tp__load_relaxed(&p->nworkers);
+    atomic_store_explicit(&p->nworkers, n - 1, SEQ_CST);
+    if (ring_depth_sc(p) != 0 && !(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
+    worker_retire_locked(p, w);
+    pthread_mutex_unlock(&p->mu);
+    return true;
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    tp_pool *p = w->pool;
+    bool spinning = true; /* spawn counted us spinning */
+    tls_worker = w;
+
+    for (;;) {
+        tp_task_fn fn;
+        void *targ;
+        uint64_t t_enq;
+        if (ring_pop(p, &fn, &targ, &t_enq)) {
+            /* seq_cst: pairs with blocked submitters counting themselves. */
+            if (atomic_load_explicit(&p->nblocked, SEQ_CST)) {
+                pthread_mutex_lock(&p->mu);
+                pthread_cond_signal(&p->notfull);
+                pthread_mutex_unlock(&p->mu);
+            }
+            if (spinning) {
+                spinning = false;
+                uint64_t old = atomic_fetch_sub_explicit(&p->idle_spin, SPIN1, SEQ_CST);
+                if ((old >> 32) == 1 && ring_depth_sc(p) != 0 &&
+                    ((old & IDLE_MASK) != 0 ||
+                     tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers))) {
+                    pthread_mutex_lock(&p->mu);
+                    if (!(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
+                    pthread_mutex_unlock(&p->mu);
+                }
+            }
+            run_task(p, w, fn, targ, t_enq);
+            if (tp__load_relaxed(&p->nworkers) > tp__load_relaxed(&p->max_workers) &&
+                worker_shrink(p, w))
+                return NULL;
+            continue;
+        }
+        if (!spinning) {
+            spinning = true;
+            tp__add_relaxed(&p->idle_spin, SPIN1);
+        }
+        int i;
+        for (i = 0; i < SPIN_ROUNDS; i++) {
+            /* Poll the head slot: published means a pop would succeed. */
+            uint64_t pos = tp__load_relaxed(&p->deq);
+            if (tp__load_relaxed(&slot_at(p, pos)->seq) == pos + 1) break;
+            tp__cpu_relax();
+        }
+        if (i < SPIN_ROUNDS) continue;
+        if (ring_depth_sc(p) != 0) {
+            sched_yield(); /* a slot is claimed but not yet published */
+            continue;
+        }
+        int r = park(p, w);
+        if (r == PARK_EXIT) return NULL;
+        /* WOKEN or RECHECK: counted spinning again. */
+    }
+}
+
+/* ---- submit -------------------------------------------------------------- */
+
+static void cb_wake_notfull(void *arg) {
+    tp_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->notfull);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The queue was full. Run inline (nested), fail, or block. */
+static int submit_slow(tp_pool *p, tp_task_fn fn, void *arg, uint64_t deadline, tp_ctx *wctx) {
+    int rc;
+    if (p->nonblocking || deadline <= tp__now_ns()) {
+        rc = -EAGAIN;
+        if (!p->nonblocking && deadline != 0) rc = -ETIMEDOUT;
+        goto reject;
+    }
+    if (tls_worker && tls_worker->pool == p) {
+        /* A worker waiting for room in its own queue could deadlock. */
+        tp__add_relaxed(&p->inline_submitted, 1);
+        run_task(p, NULL, fn, arg, p->timed ? tp__now_ns() : 0);
+        return 0;
+    }
+    /* A full ring usually drains within microseconds: yield a few times
+     * before paying for a sleep and a wake-up per freed slot. */
+    for (int i = 0; i < FULL_YIELDS; i++) {
+        sched_yield();
+        rc = ring_push(p, fn, arg);
+        if (rc == 0) {
+            after_push(p);
+            return 0;
+        }
+        if (rc != -EAGAIN) goto reject;
+    }
+    tp_ctx_cb *cb = NULL;
+    if (wctx) {
+        rc = tp_ctx_err(wctx);
+        if (rc) goto reject;
+        uint64_t cd = tp_ctx_deadline(wctx);
+        if (cd < deadline) deadline = cd;
+        rc = tp_ctx_on_done(wctx, cb_wake_notfull, p, &cb);
+        if (rc) goto reject;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (p->max_blocked && tp__load_relaxed(&p->nblocked) >= p->max_blocked) {
+        pthread_mutex_unlock(&p->mu);
+        rc = -EAGAIN;
+        goto stop_cb;
+    }
+    /* seq_cst: count ourselves before re-reading deq in ring_push (Dekker
+     * with the worker's deq CAS then nblocked load). */
+    atomic_fetch_add_explicit(&p->nblocked, 1, SEQ_CST);
+    for (;;) {
+        rc = ring_push(p, fn, arg);
+        if (rc != -EAGAIN) break;
+        if (wctx && (rc = tp_ctx_err(wctx)) != 0) break;
+        if (tp__cond_wait_until(&p->notfull, &p->mu, deadline) == -ETIMEDOUT) {
+            rc = ring_push(p, fn, arg);
+            if (rc == -EAGAIN) rc = wctx && tp_ctx_err(wctx) ? tp_ctx_err(wctx) : -ETIMEDOUT;
+            break;
+        }
+    }
+    unsigned left = atomic_fetch_sub_explicit(&p->nblocked, 1, SEQ_CST) - 1;
+    if (rc != 0 && left && ring_depth_sc(p) < p->limit)
+        pthread_cond_signal(&p->notfull); /* pass on a wake-up we may have eaten */
+    pthread_mutex_unlock(&p->mu);
+stop_cb:
+    if (cb) tp_ctx_cb_stop(cb);
+    if (rc == 0) {
+        after_push(p);
+        return 0;
+    }
+reject:
+    tp__add_relaxed(&p->rejected, 1);
+    return rc;
+}
+
+static int submit_common(tp_pool *p, tp_task_fn fn, void *arg, uint64_t deadline, tp_ctx *wctx) {
+    int rc = ring_push(p, fn, arg);
+    if (__builtin_expect(rc == 0, 1)) {
+        after_push(p);
+        return 0;
+    }
+    if (rc == -ESHUTDOWN) {
+        tp__add_relaxed(&p->rejected, 1);
+        return rc;
+    }
+    return submit_slow(p, fn, arg, deadline, wctx);
+}
+
+TP_API int tp_submit(tp_pool *p, tp_task_fn fn, void *arg) {
+    if (!p || !fn) return -EINVAL;
+    return submit_common(p, fn, arg, TP_FOREVER, NULL);
+}
+
+TP_API int tp_submit_timeout(tp_pool *p, tp_task_fn fn, void *arg, uint64_t timeout_ns) {
+    if (!p || !fn) return -EINVAL;
+    return submit_common(p, fn, arg, timeout_ns ? tp__deadline_after(timeout_ns) : 0, NULL);
+}
+
+int tp__pool_submit_task(tp_pool *p, tp__task *t, uint64_t deadline_ns) {
+    if (t->ctx) {
+        int cerr = tp_ctx_err(t->ctx);
+        if (cerr) {
+            tp__add_relaxed(&p->rejected, 1);
+            return cerr;
+        }
+    }
+    return submit_common(p, node_marker, t, deadline_ns, t->ctx);
+}
+
+TP_API void tp_task_opts_init(tp_task_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->timeout_ns = TP_FOREVER;
+}
+
+TP_API int tp_submit_ex(tp_pool *p, const tp_task_opts *o) {
+    if (o && o->future) *o->future = NULL;
+    if (!p || !o || !o->fn) return -EINVAL;
+    uint64_t deadline = o->timeout_ns ? tp__deadline_after(o->timeout_ns) : 0;
+    if (!o->ctx && !o->label && !o->future) return submit_common(p, o->fn, o->arg, deadline, NULL);
+    if (o->future) return tp__submit_future_opts(p, o, deadline);
+    tp__task *t = malloc(sizeof *t);
+    if (!t) return -ENOMEM;
+    *t = (tp__task){.fn = o->fn, .arg = o->arg, .label = o->label};
+    if (o->ctx) t->ctx = tp_ctx_retain(o->ctx);
+    int rc = tp__pool_submit_task(p, t, deadline);
+    if (rc) {
+        if (t->ctx) tp_ctx_release(t->ctx);
+        free(t);
+    }
+    return rc;
+}
+
+TP_API int tp_submit_ctx(tp_pool *p, tp_ctx *c, tp_task_fn fn, void *arg) {
+    tp_task_opts o;
+    tp_task_opts_init(&o);
+    o.fn = fn;
+    o.arg = arg;
+    o.ctx = c;
+    return tp_submit_ex(p, &o);
+}
+
+TP_API tp_ctx *tp_task_ctx(void) {
+    return tls_ctx ? tls_ctx : tp_ctx_background();
+}
+
+/* ---- watchdog ------------------------------------------------------------ */
+
+typedef struct stuck_rec {
+    const char *label;
+    unsigned id;
+    uint64_t running;
+} stuck_rec;
+
+static void *watchdog_main(void *arg) {
+    tp_pool *p = arg;
+    uint64_t period = p->stuck_threshold_ns / 4;
+    if (period < TP_NSEC_PER_MSEC) period = TP_NSEC_PER_MSEC;
+    if (period > TP_NSEC_PER_SEC) period = TP_NSEC_PER_SEC;
+    stuck_rec recs[16];
+    pthread_mutex_lock(&p->mu);
+    while (!p->wd_stop) {
+        tp__cond_wait_until(&p->wd_cond, &p->mu, tp__deadline_after(period));
+        bool again = true;
+        while (again && !p->wd_stop) {
+            size_t n = 0;
+            uint64_t now = tp__now_ns();
+            again = false;
+            for (worker *w = p->all; w; w = w->next) {
+                /* acquire: pairs with run_task's release of RUNNING. */
+                if (tp__load_acquire(&w->state) != W_RUNNING) continue;
+                uint64_t st = tp__load_relaxed(&w->start_ns);
+                if (st == 0 || st == w->stuck_reported || now - st < p->stuck_threshold_ns)
+                    continue;
+                if (n == sizeof recs / sizeof recs[0]) {
+                    again = true;
+                    break;
+                }
+                w->stuck_reported = st;
+                recs[n++] = (stuck_rec){tp__load_relaxed(&w->label), w->id, now - st};
+            }
+            if (!n) break;
+            tp__add_relaxed(&p->stuck, n);
+            if (p->on_stuck) {
+                pthread_mutex_unlock(&p->mu);
+                for (size_t i = 0; i < n; i++)
+                    p->on_stuck(recs[i].label, recs[i].id, recs[i].running, p->on_stuck_arg);
+                pthread_mutex_lock(&p->mu);
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+TP_API void tp_pool_opts_init(tp_pool_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->min_workers = 0;
+    o->max_workers = tp__usable_cpus();
+    o->queue_cap = 65536;
+    o->idle_timeout_ns = TP_NSEC_PER_SEC;
+}
+
+static void stop_watchdog(tp_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    bool join = p->wd_running;
+    p->wd_running = false;
+    p->wd_stop = true;
+    pthread_cond_broadcast(&p->wd_cond);
+    pthread_mutex_unlock(&p->mu);
+    if (join) pthread_join(p->wd_tid, NULL);
+}
+
+static void pool_free(tp_pool *p) {
+    pthread_cond_destroy(&p->wd_cond);
+    pthread_cond_destroy(&p->state_cond);
+    pthread_cond_destroy(&p->notfull);
+    pthread_mutex_destroy(&p->mu);
+    free(p->ring);
+    free(p);
+}
+
+TP_API int tp_pool_create(tp_pool **out, const tp_pool_opts *opts) {
+    tp_pool_opts d;
+    int rc;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (!opts) {
+        tp_pool_opts_init(&d);
+        opts = &d;
+    }
+    if (opts->max_workers == 0 || opts->max_workers > MAX_WORKERS_LIMIT ||
+        opts->min_workers > opts->max_workers || opts->queue_cap == 0 ||
+        opts->queue_cap > MAX_QUEUE_LIMIT || opts->max_blocked > MAX_WORKERS_LIMIT * 64u)
+        return -EINVAL;
+
+    tp_pool *p = aligned_alloc(TP_CACHELINE,
+                               (sizeof(tp_pool) + TP_CACHELINE - 1) & ~(size_t)(TP_CACHELINE - 1));
+    if (!p) return -ENOMEM;
+    memset(p, 0, sizeof *p);
+    p->limit = opts->queue_cap;
+    p->cap = p->limit < 2 ? 2 : p->limit;
+    p->pow2 = (p->cap & (p->cap - 1)) == 0;
+    p->mask = p->cap - 1;
+    p->ring = aligned_alloc(TP_CACHELINE, ((size_t)p->cap * sizeof(slot) + TP_CACHELINE - 1) &
+                                              ~(size_t)(TP_CACHELINE - 1));
+    if (!p->ring) {
+        free(p);
+        return -ENOMEM;
+    }
+    for (uint64_t i = 0; i < p->cap; i++) {
+        tp__store_relaxed(&p->ring[i].seq, i);
+        p->ring[i].fn = NULL;
+        p->ring[i].arg = NULL;
+        tp__store_relaxed(&p->ring[i].t_enq, 0);
+    }
+    p->nonblocking = opts->nonblocking;
+    p->min_workers = opts->min_workers;
+    p->max_blocked = opts->max_blocked;
+    p->idle_timeout_ns = opts->idle_timeout_ns;
+    p->on_error = opts->on_error;
+    p->on_error_arg = opts->on_error_arg;
+    p->observer = opts->observer;
+    p->observer_arg = opts->observer_arg;
+    p->stuck_threshold_ns = opts->stuck_threshold_ns;
+    p->on_stuck = opts->on_stuck;
+    p->on_stuck_arg = opts->on_stuck_arg;
+    p->timed = p->observer || p->stuck_threshold_ns;
+    snprintf(p->name, sizeof p->name, "%s", opts->name ? opts->name : "pool");
+    tp__store_relaxed(&p->max_workers, opts->max_workers);
+
+    if ((rc = -pthread_mutex_init(&p->mu, NULL)) != 0) goto err_free_ring;
+    if ((rc = tp__cond_init_monotonic(&p->notfull)) != 0) goto err_mutex;
+    if ((rc = tp__cond_init_monotonic(&p->state_cond)) != 0) goto err_notfull;
+    if ((rc = tp__cond_init_monotonic(&p->wd_cond)) != 0) goto err_state;
+
+    if (p->stuck_threshold_ns) {
+        if (pthread_create(&p->wd_tid, NULL, watchdog_main, p)) {
+            rc = -EAGAIN;
+            goto err_wd;
+        }
+        p->wd_running = true;
+    }
+    unsigned start = opts->prealloc ? opts->max_workers : opts->min_workers;
+    pthread_mutex_lock(&p->mu);
+    for (unsigned i = 0; i < start; i++) {
+        if ((rc = spawn_locked(p)) != 0) {
+            pthread_mutex_unlock(&p->mu);
+            (void)tp_pool_close(p, TP_FOREVER);
+            pool_free(p);
+            return rc == -ENOMEM ? -ENOMEM : -EAGAIN;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    *out = p;
+    return 0;
+
+err_wd:
+    pthread_cond_destroy(&p->wd_cond);
+err_state:
+    pthread_cond_destroy(&p->state_cond);
+err_notfull:
+    pthread_cond_destroy(&p->notfull);
+err_mutex:
+    pthread_mutex_destroy(&p->mu);
+err_free_ring:
+    free(p->ring);
+    free(p);
+    return rc;
+}
+
+static bool pool_idle_locked(tp_pool *p) {
+    uint64_t acc =
+        (tp__load_relaxed(&p->enq) & ~CLOSED_BIT) + tp__load_relaxed(&p->inline_submitted);
+    uint64_t fin = p->ret_completed + p->ret_canceled + tp__load_relaxed(&p->inline_completed) +
+                   tp__load_relaxed(&p->inline_canceled);
+    for (worker *w = p->all; w; w = w->next)
+        fin += tp__load_relaxed(&w->completed) + tp__load_relaxed(&w->canceled);
+    return fin >= acc;
+}
+
+TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns) {
+    if (!p) return -EINVAL;
+    if (tls_worker && tls_worker->pool == p) return -EDEADLK;
+    uint64_t deadline = tp__deadline_after(timeout_ns);
+    /* seq_cst: ordered against every submitter's CAS on enq (see DESIGN). */
+    atomic_fetch_or_explicit(&p->enq, CLOSED_BIT, SEQ_CST);
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    if (!p->close_started) {
+        p->close_started = true;
+        pthread_cond_broadcast(&p->notfull);
+    }
+    /* Wake every parked worker: each drains, then exits. */
+    while (p->idle) {
+        worker *w = p->idle;
+        idle_remove_locked(p, w);
+        w->wake = true;
+        tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
+        pthread_cond_signal(&w->cond);
+    }
+    if (tp__load_relaxed(&p->nworkers) == 0 && ring_depth_sc(p) != 0 && spawn_locked(p) != 0) {
+        /* No thread to be had: drain here. */
+        pthread_mutex_unlock(&p->mu);
+        tp_task_fn fn;
+        void *arg;
+        uint64_t t;
+        while (ring_pop(p, &fn, &arg, &t))
+            run_task(p, NULL, fn, arg, t);
+        pthread_mutex_lock(&p->mu);
+    }
+    p->waiters++;
+    while (tp__load_relaxed(&p->nworkers) > 0) {
+        if (tp__cond_wait_until(&p->state_cond, &p->mu, deadline) == -ETIMEDOUT &&
+            tp__load_relaxed(&p->nworkers) > 0) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+    }
+    p->waiters--;
+    worker *z = take_zombies_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    join_zombies(z);
+    if (rc == 0) stop_watchdog(p);
+    return rc;
+}
+
+TP_API void tp_pool_destroy(tp_pool *p) {
+    if (!p) return;
+    (void)tp_pool_close(p, TP_FOREVER);
+    pool_free(p);
+}
+
+TP_API void tp_pool_stats(tp_pool *p, struct tp_pool_stats *out) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    uint64_t c = p->ret_completed + tp__load_relaxed(&p->inline_completed);
+    uint64_t f = p->ret_failed + tp__load_relaxed(&p->inline_failed);
+    uint64_t k = p->ret_canceled + tp__load_relaxed(&p->inline_canceled);
+    unsigned idle = 0, live = 0;
+    for (worker *w = p->all; w; w = w->next) {
+        c += tp__load_relaxed(&w->completed);
+        f += tp__load_relaxed(&w->failed);
+        k += tp__load_relaxed(&w->canceled);
+        live++;
+        if (w->in_idle) idle++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    uint64_t depth = ring_depth_sc(p);
+    out->workers_running = live;
+    out->workers_idle = idle;
+    out->max_workers = tp__load_relaxed(&p->max_workers);
+    out->queued = (size_t)depth;
+    out->submitted =
+        (tp__load_relaxed(&p->enq) & ~CLOSED_BIT) + tp__load_relaxed(&p->inline_submitted);
+    out->completed = c;
+    out->failed = f;
+    out->canceled = k;
+    out->rejected = tp__load_relaxed(&p->rejected);
+    out->peak_workers = tp__load_relaxed(&p->peak_workers);
+    uint64_t pk = tp__load_relaxed(&p->peak_queued);
+    out->peak_queued = (size_t)(depth > pk ? depth : pk);
+    out->stuck = tp__load_relaxed(&p->stuck);
+}
+
+TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers) {
+    if (!p || max_workers == 0 || max_workers > MAX_WORKERS_LIMIT || max_workers < p->min_workers)
+        return -EINVAL;
+    pthread_mutex_lock(&p->mu);
+    tp__store_relaxed(&p->max_workers, max_workers);
+    if (!p->close_started) {
+        uint64_t want = ring_depth_sc(p);
+        while (want > 0 && tp__load_relaxed(&p->nworkers) < max_workers) {
+            if (p->idle)
+                wake_or_spawn_locked(p);
+            else if (spawn_locked(p) != 0)
+                break;
+            want--;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns) {
+    if (!p) return -EINVAL;
+    if (tls_worker && tls_worker->pool == p) return -EDEADLK;
+    uint64_t deadline = tp__deadline_after(timeout_ns);
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    p->waiters++;
+    while (!pool_idle_locked(p)) {
+        if (tp__cond_wait_until(&p->state_cond, &p->mu, deadline) == -ETIMEDOUT &&
+            !pool_idle_locked(p)) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+    }
+    p->waiters--;
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/* ---- dump ---------------------------------------------------------------- */
+
+static void fmt_dur(char *buf, size_t n, uint64_t ns) {
+    snprintf(buf, n, "%llu.%03llus", (unsigned long long)(ns / TP_NSEC_PER_SEC),
+             (unsigned long long)(ns % TP_NSEC_PER_SEC / TP_NSEC_PER_MSEC));
+}
+
+TP_API void tp_pool_dump(tp_pool *p, void (*write)(void *arg, const char *line), void *arg) {
+    if (!p || !write) return;
+    enum { LINE = 160 };
+    pthread_mutex_lock(&p->mu);
+    size_t n = 0;
+    for (worker *w = p->all; w; w = w->next)
+        n++;
+    char *lines = malloc((n + 1) * LINE);
+    if (!lines) {
+        pthread_mutex_unlock(&p->mu);
+        write(arg, "dump: out of memory");
+        return;
+    }
+    uint64_t now = tp__now_ns();
+    size_t i = n;
+    /* The list is newest first; print oldest (lowest index) first. */
+    for (worker *w = p->all; w; w = w->next) {
+        char *l = lines + --i * LINE;
+        int st = tp__load_acquire(&w->state);
+        const char *label = tp__load_relaxed(&w->label);
+        uint64_t done = tp__load_relaxed(&w->completed) + tp__load_relaxed(&w->canceled);
+        if (st == W_RUNNING) {
+            char d[32] = "unknown";
+            uint64_t s = tp__load_relaxed(&w->start_ns);
+            if (p->timed && s && now >= s) fmt_dur(d, sizeof d, now - s);
+            snprintf(l, LINE, "%s worker %u running label=%.40s for %s done=%llu", p->name, w->id,
+                     label ? label : "-", d, (unsigned long long)done);
+        } else {
+            snprintf(l, LINE, "%s worker %u %s done=%llu", p->name, w->id,
+                     st == W_EXITING ? "exiting" : "idle", (unsigned long long)done);
+        }
+    }
+    char age[32] = "unknown";
+    uint64_t depth = ring_depth_sc(p);
+    if (p->timed) {
+        if (depth == 0) {
+            snprintf(age, sizeof age, "none");
+        } else {
+            /* The head slot may be taken meanwhile; its t_enq then belongs
+             * to a newer task, which only makes the age smaller. */
+            uint64_t pos = tp__load_relaxed(&p->deq);
+            slot *s = slot_at(p, pos);
+            if (tp__load_acquire(&s->seq) == pos + 1) {
+                uint64_t t = tp__load_relaxed(&s->t_enq);
+                if (t && now >= t) fmt_dur(age, sizeof age, now - t);
+            }
+        }
+    }
+    snprintf(lines + n * LINE, LINE, "%s queue depth=%llu oldest=%s", p->name,
+             (unsigned long long)depth, age);
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i <= n; i++)
+        write(arg, lines + i * LINE);
+    free(lines);
+}
