@@ -13,8 +13,12 @@ echo "# ctx_bench on $(nproc) CPUs, $(uname -r), reps=$REPS"
 for r in $(seq "$REPS"); do
   "$BIN" timers 1000000 10000
 done
+# Default service as contexts get it (normal thread, short EEVDF slice), then
+# configured real-time (SCHED_FIFO 10; falls back to normal if not permitted:
+# see realtime= in the output).
 for r in $(seq "$REPS"); do
-  "$BIN" accuracy 10000 2
+  "$BIN" accuracy 10000 2 0
+  "$BIN" accuracy 10000 2 10
 done
 for r in $(seq "$REPS"); do
   "$BIN" fanout 100000

@@ -32,6 +32,12 @@ typedef void (*tp_timer_fn)(void *arg);
 
 typedef struct tp_timers_opts {
     size_t initial_capacity; /* heap slots reserved at create; default 1024 */
+    /* 0 (default): a normal thread that asks for a short scheduler slice.
+     * 1..99: try SCHED_FIFO at this priority so deadlines stay on time when
+     * every CPU is busy (needs CAP_SYS_NICE or an RLIMIT_RTPRIO; silently
+     * falls back to normal). Callbacks then run real-time too: keep them
+     * short. */
+    unsigned rt_priority;
     /* More fields may be added; always start from tp_timers_opts_init(). */
 } tp_timers_opts;
 
@@ -51,6 +57,14 @@ TP_API void tp_timers_destroy(tp_timers *t);
 /* The process-wide service, started on first call. NULL if its thread could
  * not be started (a later call tries again). */
 TP_API tp_timers *tp_timers_default(void);
+
+/* Set the options the default service will start with. Returns 0, -EINVAL
+ * (opts NULL or invalid) or -EBUSY (the default service already runs). Meant
+ * for the application's start-up (e.g. a --realtime-timers flag). */
+TP_API int tp_timers_default_configure(const tp_timers_opts *opts);
+
+/* True if t's thread runs with a real-time policy (rt_priority took effect). */
+TP_API bool tp_timers_realtime(tp_timers *t);
 
 /* Call fn(arg) on the service thread once the absolute CLOCK_MONOTONIC time
  * deadline_ns has passed (a deadline in the past fires at once). t == NULL

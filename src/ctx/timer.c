@@ -17,15 +17,19 @@
  * `sleeping_until` records the deadline it sleeps for (0 while awake); an add
  * signals only when its deadline is earlier, so most adds make no syscall.
  *
- * Firing: the thread pops each expired node, marks it RUNNING, records it in
- * `running`, drops the lock and calls fn(arg); then relocks, marks it FIRED,
- * frees it if nobody holds a handle, and wakes cancellers waiting in `done`.
- * So callbacks run outside the service lock, one at a time.
+ * Firing: the thread pops each expired node, marks it RUNNING, drops the
+ * lock and calls fn(arg); then relocks, marks it FIRED, frees it if nobody
+ * holds a handle, and wakes cancellers waiting in `done`. So callbacks run
+ * outside the service lock, one at a time.
+ *
+ * Scheduling: the thread blocks all signals, uses 1 us timer slack, and
+ * either gets SCHED_FIFO (opts.rt_priority, if permitted) or asks for a short
+ * EEVDF slice, so that it preempts CPU hogs soon after its deadline.
  *
  * Cancel: PENDING -> removed from the heap, returns true. RUNNING -> waits on
  * `done` until it is FIRED, unless the caller is the service thread itself
- * (cancel from inside fn: the thread frees a handle after
- * fn; `running_released` tells the thread not to touch the node again, as an
+ * (cancel from inside fn: the thread frees a handle after fn;
+ * `running_released` tells the thread not to touch the node again, as an
  * embedded node may be freed by then). FIRED/IDLE -> false at once.
  *
  * Locking: one mutex per service, `lock`, protects every field of the service
@@ -35,6 +39,7 @@
  * visible to every thread that acquires the pointer) under `default_mu`.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +69,9 @@ struct tp_timers {
     uint64_t sleeping_until; /* deadline the thread sleeps for; 0 = awake */
     unsigned done_waiters;
     bool running_released; /* the running node was given back from its fn */
+    bool realtime;         /* the thread got SCHED_FIFO */
+    bool started;          /* self and realtime are set */
+    unsigned rt_priority;  /* requested; immutable */
     bool stop;
     pthread_t thread; /* for join; written by the creator */
     pthread_t self;   /* the service thread's own id, set by it under lock */
@@ -145,10 +153,39 @@ static void heap_remove(tp_timers *s, size_t i) {
 
 /* ---- the service thread ------------------------------------------------- */
 
+/* With rt_priority, try SCHED_FIFO. Otherwise ask for a short slice (EEVDF
+ * custom slice, Linux >= 6.12; no privilege needed): a waking timer thread
+ * then preempts CPU hogs sooner instead of waiting out their slice. Where
+ * refused or unsupported the thread simply stays a normal one. (Linux
+ * specific; it belongs behind src/internal/os.h once that contract grows a
+ * scheduling call.) Returns true if the thread is now real-time. */
+static bool timer_thread_sched(unsigned rt_priority) {
+    (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* default is 50 us */
+    if (rt_priority) {
+        struct sched_param sp = {.sched_priority = (int)rt_priority};
+        if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) return true;
+    }
+#ifdef SYS_sched_setattr
+    struct {
+        uint32_t size, policy;
+        uint64_t flags;
+        int32_t nice;
+        uint32_t priority;
+        uint64_t runtime, deadline, period;
+    } attr = {.size = 48, .policy = 0 /* SCHED_OTHER */, .runtime = 100 * 1000};
+    (void)syscall(SYS_sched_setattr, 0, &attr, 0);
+#endif
+    return false;
+}
+
 static void *timer_thread(void *arg) {
     tp_timers *s = arg;
+    bool rt = timer_thread_sched(s->rt_priority);
     pthread_mutex_lock(&s->lock);
     s->self = pthread_self();
+    s->realtime = rt;
+    s->started = true;
+    pthread_cond_broadcast(&s->done); /* tp_timers_realtime() may wait */
     while (!s->stop) {
         if (s->n == 0) {
             s->sleeping_until = TP_FOREVER;
@@ -185,10 +222,12 @@ static void *timer_thread(void *arg) {
     return NULL;
 }
 
-static int service_init(tp_timers *s, size_t cap) {
+static int service_init(tp_timers *s, const tp_timers_opts *o) {
     memset(s, 0, sizeof(*s));
+    size_t cap = o->initial_capacity;
     if (cap < 16) cap = 16;
-    if (cap > UINT32_MAX / 4) return -EINVAL;
+    if (cap > UINT32_MAX / 4 || o->rt_priority > 99) return -EINVAL;
+    s->rt_priority = o->rt_priority;
     s->heap = malloc(cap * sizeof(*s->heap));
     if (!s->heap) return -ENOMEM;
     s->cap = s->min_cap = cap;
@@ -228,7 +267,7 @@ int tp_timers_create(tp_timers **out, const tp_timers_opts *opts) {
     if (opts) o = *opts;
     tp_timers *s = malloc(sizeof(*s));
     if (!s) return -ENOMEM;
-    int err = service_init(s, o.initial_capacity);
+    int err = service_init(s, &o);
     if (err) {
         free(s);
         return err;
@@ -241,6 +280,7 @@ int tp_timers_create(tp_timers **out, const tp_timers_opts *opts) {
 static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(tp_timers *) default_svc;
 static tp_timers default_storage;
+static tp_timers_opts default_opts = {.initial_capacity = 1024}; /* under default_mu */
 
 tp_timers *tp_timers_default(void) {
     /* acquire: pairs with the release below so the service's fields are
@@ -249,12 +289,32 @@ tp_timers *tp_timers_default(void) {
     if (s) return s;
     pthread_mutex_lock(&default_mu);
     s = tp__load_relaxed(&default_svc);
-    if (!s && service_init(&default_storage, 1024) == 0) {
+    if (!s && service_init(&default_storage, &default_opts) == 0) {
         s = &default_storage;
         tp__store_release(&default_svc, s); /* publish the initialised service */
     }
     pthread_mutex_unlock(&default_mu);
     return s;
+}
+
+int tp_timers_default_configure(const tp_timers_opts *opts) {
+    if (!opts || opts->rt_priority > 99) return -EINVAL;
+    pthread_mutex_lock(&default_mu);
+    int err = tp__load_relaxed(&default_svc) ? -EBUSY : 0;
+    if (!err) default_opts = *opts;
+    pthread_mutex_unlock(&default_mu);
+    return err;
+}
+
+bool tp_timers_realtime(tp_timers *s) {
+    if (!s) s = tp_timers_default();
+    if (!s) return false;
+    pthread_mutex_lock(&s->lock);
+    while (!s->started)
+        pthread_cond_wait(&s->done, &s->lock);
+    bool rt = s->realtime;
+    pthread_mutex_unlock(&s->lock);
+    return rt;
 }
 
 void tp_timers_destroy(tp_timers *s) {
