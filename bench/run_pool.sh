@@ -31,6 +31,7 @@ run() { # TAG PEER ARGS...
 }
 
 t_start=$(date +%s)
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 for rep in $(seq "$REPS"); do
     echo "run_pool.sh: repetition $rep of $REPS" >&2
     for p in $PEERS; do
@@ -62,6 +63,7 @@ for rep in $(seq "$REPS"); do
     fi
 done
 t_end=$(date +%s)
+load_end=$(cut -d' ' -f1 /proc/loadavg)
 
 # med TAG PEER FIELD -> median of FIELD over the repetitions ("" if none)
 med() {
@@ -98,7 +100,7 @@ for p in $PEERS; do [ "$p" = tripool ] && have_tp=yes; done
 echo
 echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1);" \
     "$(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC'); $REPS repetitions, medians;" \
-    "wall time $((t_end - t_start)) s."
+    "wall time $((t_end - t_start)) s; load average $load_start at start, $load_end at end."
 echo
 head="| Scenario |"
 sep="|---|"
@@ -108,7 +110,7 @@ for p in $PEERS; do
 done
 echo "$head"
 echo "$sep"
-row() { # TITLE TAG FIELD FORMATTER
+row() { # TITLE TAG FIELD FORMATTER [NOMINAL_TASKS]
     local line="| $1 |" v n
     for p in $PEERS; do
         v=$(med "$2" "$p" "$3")
@@ -116,7 +118,7 @@ row() { # TITLE TAG FIELD FORMATTER
         rate)
             n=$(tasks "$2" "$p")
             line="$line $(rate "$v")"
-            if [ -n "$n" ] && [ "$n" != "$M" ] && [ "$n" != 1048576 ]; then line="$line ($((n / 1000))k tasks)"; fi
+            if [ -n "$n" ] && [ "$n" != "${5:-$M}" ]; then line="$line ($((n / 1000))k tasks)"; fi
             line="$line |"
             ;;
         lat) line="$line $v / $(med "$2" "$p" p99_us) |" ;;
@@ -131,7 +133,7 @@ row() { # TITLE TAG FIELD FORMATTER
 }
 row "1M empty tasks, 2 workers, tasks/s" e2 rate rate
 row "1M empty tasks, 64 workers, tasks/s" e64 rate rate
-row "200k tasks of 1 us, 2 workers, tasks/s" busy rate rate
+row "200k tasks of 1 us, 2 workers, tasks/s" busy rate rate 200000
 row "latency p50 / p99 us (10 us tasks, 50% of the CPU the run got, 2 workers)" lat p50_us lat
 row "bytes per queued task (RSS growth / total RSS with 1M queued)" mem bytes_per_task mem
 row "matrix 1 submitter x 1M, tasks/s" e2 rate rate
