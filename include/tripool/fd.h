@@ -116,11 +116,18 @@ TP_API TP_MUST_USE int tp_fd_acquire(tp_fdpool *fp, const char *path, int flags,
 TP_API TP_MUST_USE int tp_fd_acquire_timeout(tp_fdpool *fp, const char *path, int flags,
                                              mode_t mode, uint64_t timeout_ns, tp_fd **out);
 
+/* As tp_fd_acquire, but the wait for a descriptor also ends when c is done
+ * (NULL = background): returns tp_ctx_err(c) (-ECANCELED, -ETIMEDOUT). A
+ * context already done fails at once, even for a cached file. */
+TP_API TP_MUST_USE int tp_fd_acquire_ctx(tp_fdpool *fp, tp_ctx *c, const char *path, int flags,
+                                         mode_t mode, tp_fd **out);
+
 /* The descriptor of a lease, valid until the lease is released; -EINVAL for
  * NULL. Do not close it. */
 TP_API int tp_fd_get(const tp_fd *h);
 
-/* True when the descriptor cannot seek (pipe, FIFO, socket, tty). */
+/* True when the descriptor cannot seek (pipe, FIFO, socket, tty): asks the
+ * kernel (one lseek that does not move the offset). */
 TP_API bool tp_fd_is_sequential(const tp_fd *h);
 
 /* Give a lease back. The descriptor stays cached (idle) unless its entry was
@@ -130,11 +137,14 @@ TP_API void tp_fd_release(tp_fdpool *fp, tp_fd *h);
 
 /* Read up to len bytes at offset off, retrying short reads and EINTR until
  * len bytes or end of file. Returns the bytes read (0 at EOF), or -ESPIPE
- * (sequential handle), -EINVAL, or -errno of pread. */
+ * (sequential handle: the kernel refuses positional I/O on it), -EINVAL, or
+ * -errno of pread. Safe from many threads on one descriptor. */
 TP_API ssize_t tp_fd_pread(const tp_fd *h, void *buf, size_t len, uint64_t off);
 
 /* Write all len bytes at offset off (retrying short writes and EINTR).
- * Returns len, or -ESPIPE (sequential handle), -EINVAL, -errno of pwrite. */
+ * Returns len, or -ESPIPE (sequential handle), -EINVAL, -errno of pwrite.
+ * Note: on a descriptor opened with O_APPEND, Linux appends and ignores
+ * off. */
 TP_API ssize_t tp_fd_pwrite(const tp_fd *h, const void *buf, size_t len, uint64_t off);
 
 /* Sequential I/O for any handle (uses the descriptor's shared offset): one

@@ -401,10 +401,36 @@ static int open_path(const char *path, int flags, mode_t mode) {
     return fd < 0 ? -errno : fd;
 }
 
+/* A context waiting in acquire became done: wake the waiters so that one
+ * sees it. Runs on the cancelling thread, never with fp->mu held. */
+static void ctx_wake(void *arg) {
+    tp_fdpool *fp = arg;
+    pthread_mutex_lock(&fp->mu);
+    pthread_cond_broadcast(&fp->cv);
+    pthread_mutex_unlock(&fp->mu);
+}
+
 /* Wait for a descriptor to become available. Under fp->mu. Returns 0 to
- * retry, or -EMFILE (not waiting), -ETIMEDOUT, -ESHUTDOWN. */
-static int wait_for_slot(tp_fdpool *fp, uint64_t deadline, bool *counted) {
+ * retry, or -EMFILE (not waiting), -ETIMEDOUT, -ESHUTDOWN, the context's
+ * error. With a context, the first call registers the wake-up callback
+ * (dropping the lock meanwhile) and returns 0 so the caller looks again. */
+static int wait_for_slot(tp_fdpool *fp, uint64_t deadline, bool *counted, tp_ctx *c,
+                         tp_ctx_cb **cb) {
     if (deadline == 0) return -EMFILE;
+    if (c) {
+        int ce = tp_ctx_err(c);
+        if (ce) return ce;
+        if (!*cb) {
+            pthread_mutex_unlock(&fp->mu);
+            int rc = tp_ctx_on_done(c, ctx_wake, fp, cb);
+            pthread_mutex_lock(&fp->mu);
+            if (rc) {
+                *cb = NULL;
+                return rc;
+            }
+            return fp->dead ? -ESHUTDOWN : 0;
+        }
+    }
     if (!*counted) {
         fp->st_waits++;
         *counted = true;
@@ -413,6 +439,7 @@ static int wait_for_slot(tp_fdpool *fp, uint64_t deadline, bool *counted) {
     int rc = tp__cond_wait_until(&fp->cv, &fp->mu, deadline);
     fp->nwaiting--;
     if (fp->dead) return -ESHUTDOWN;
+    if (c && tp_ctx_err(c)) return tp_ctx_err(c);
     return rc;
 }
 
@@ -422,8 +449,8 @@ static void slot_return(tp_fdpool *fp) {
     wake_waiters(fp);
 }
 
-static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint64_t timeout_ns,
-                   tp_fd **out) {
+static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t mode,
+                   uint64_t timeout_ns, tp_fd **out) {
     if (!out) return -EINVAL;
     *out = NULL;
     if (!fp || !path || !path[0]) return -EINVAL;
@@ -435,6 +462,13 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
     uint32_t h = key_hash(path, kflags);
     /* 0 = do not wait; otherwise an absolute deadline (precise clock). */
     uint64_t deadline = timeout_ns == 0 ? 0 : tp__deadline_after(timeout_ns);
+    if (c) {
+        int ce = tp_ctx_err(c);
+        if (ce) return ce;
+        uint64_t cd = tp_ctx_deadline(c);
+        if (deadline != 0 && cd < deadline) deadline = cd ? cd : 1;
+    }
+    tp_ctx_cb *cb = NULL;
     bool counted_wait = false;
     int err = 0;
     tp_fd *l = NULL;
@@ -475,7 +509,7 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
         if (fp->nopen >= fp->max_open) {
             victim = evict_for_slot(fp);
             if (!victim) {
-                err = wait_for_slot(fp, deadline, &counted_wait);
+                err = wait_for_slot(fp, deadline, &counted_wait, c, &cb);
                 if (err) break;
                 now = coarse_now();
                 continue;
@@ -499,7 +533,7 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
             fp->st_emfile_retries++;
             if (evict_one(fp)) continue;
             if (fp->leased > 0 && deadline != 0) {
-                err = wait_for_slot(fp, deadline, &counted_wait);
+                err = wait_for_slot(fp, deadline, &counted_wait, c, &cb);
                 if (err == -ETIMEDOUT) err = fd;
                 if (err) break;
                 continue;
@@ -551,6 +585,11 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
         break;
     }
     if (err) fp->st_failures++;
+    if (cb) { /* stop it before fp may go away (calls keeps fp alive) */
+        pthread_mutex_unlock(&fp->mu);
+        tp_ctx_cb_stop(cb);
+        pthread_mutex_lock(&fp->mu);
+    }
     if (--fp->calls == 0 && fp->dead) pthread_cond_broadcast(&fp->calls_cv);
     pthread_mutex_unlock(&fp->mu);
     *out = l;
@@ -558,12 +597,17 @@ static int acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, uint
 }
 
 int tp_fd_acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode, tp_fd **out) {
-    return acquire(fp, path, flags, mode, fp ? fp->wait_ns : 0, out);
+    return acquire(fp, NULL, path, flags, mode, fp ? fp->wait_ns : 0, out);
 }
 
 int tp_fd_acquire_timeout(tp_fdpool *fp, const char *path, int flags, mode_t mode,
                           uint64_t timeout_ns, tp_fd **out) {
-    return acquire(fp, path, flags, mode, timeout_ns, out);
+    return acquire(fp, NULL, path, flags, mode, timeout_ns, out);
+}
+
+int tp_fd_acquire_ctx(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t mode,
+                      tp_fd **out) {
+    return acquire(fp, c, path, flags, mode, fp ? fp->wait_ns : 0, out);
 }
 
 static void die(const char *msg) {

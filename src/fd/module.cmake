@@ -1,3 +1,4 @@
 # SPDX-License-Identifier: MIT
-# fd: the file-handle pool and the follower. Uses only internal (no ctx yet).
-set(TP_DEPS_fd "")
+# fd: the file-handle pool and the follower. tp_fd_acquire_ctx waits with a
+# context (wake-up via tp_ctx_on_done).
+set(TP_DEPS_fd ctx)
