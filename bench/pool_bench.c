@@ -322,7 +322,7 @@ static void pace_until(uint64_t target, bool sleep_first) {
 }
 
 struct lat_result {
-    double p50, p99, p999, max, load, cap_frac;
+    double p50, p99, p999, max, load, cap_frac, cpu_per_task;
 };
 
 struct calib {
@@ -370,7 +370,7 @@ static struct lat_result run_latency(const struct cfg *c) {
     void *sub;
     int rc = c->peer->sub_begin(pool, c->tasks, &sub);
     if (rc) die("sub_begin", rc);
-    uint64_t t0 = now_ns() + 1000000, tlast = t0;
+    uint64_t t0 = now_ns() + 1000000, tlast = t0, c0 = cpu_ns();
     for (size_t i = 0; i < c->tasks; i++) {
         pace_until(t0 + i * period, c->pace_sleep);
         smp[i].t_submit = tlast = now_ns();
@@ -379,6 +379,7 @@ static struct lat_result run_latency(const struct cfg *c) {
     c->peer->sub_end(sub);
     if (wait_completed(base + c->tasks, 600 * 1000000000ull))
         die("tasks never completed", -ETIMEDOUT);
+    uint64_t c1 = cpu_ns();
     c->peer->destroy(pool);
 
     size_t skip = c->tasks / 20, n = 0;
@@ -393,6 +394,8 @@ static struct lat_result run_latency(const struct cfg *c) {
         /* offered load: arrivals per second over what the workers can run */
         .load = (double)c->tasks * 1e9 / (double)(tlast - t0) / cap,
         .cap_frac = cap / nominal,
+        /* whole process, the paced submitter's sleeps and the task's spin included */
+        .cpu_per_task = (double)(c1 - c0) / (double)c->tasks,
     };
     free(smp);
     free(lat);
@@ -522,8 +525,9 @@ int main(int argc, char **argv) {
             v[r - 1] = l.p50;
             v2[r - 1] = l.p99;
             print_head(&c, r);
-            printf(" p50_us=%.2f p99_us=%.2f p999_us=%.2f max_us=%.1f load=%.2f cpu=%.2f\n", l.p50,
-                   l.p99, l.p999, l.max, l.load, l.cap_frac);
+            printf(" p50_us=%.2f p99_us=%.2f p999_us=%.2f max_us=%.1f load=%.2f cpu=%.2f "
+                   "cpu_ns_per_task=%.0f\n",
+                   l.p50, l.p99, l.p999, l.max, l.load, l.cap_frac, l.cpu_per_task);
         } else if (!strcmp(c.scen, "memory")) {
             double mib, total;
             v[r - 1] = run_memory(&c, &mib, &total);

@@ -154,13 +154,15 @@ row "matrix 64 submitters x 16k" m64 cpu_ns_per_task cpu
 
 echo
 echo "Latency detail (us, medians; load = arrivals / what the workers could run;"
-echo "cpu = share of 2 idle CPUs two spinning threads got just before the run):"
+echo "cpu = share of 2 idle CPUs two spinning threads got just before the run; CPU/task = process"
+echo "CPU time per task in ns, the 10 us of work and the paced submitter included):"
 echo
-echo "| Peer | p50 | p99 | p99.9 | max | load | cpu |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| Peer | p50 | p99 | p99.9 | max | load | cpu | CPU/task |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for p in $PEERS; do
     echo "| $(name "$p") | $(med lat "$p" p50_us) | $(med lat "$p" p99_us) | $(med lat "$p" p999_us) |" \
-        "$(med lat "$p" max_us) | $(med lat "$p" load) | $(med lat "$p" cpu) |"
+        "$(med lat "$p" max_us) | $(med lat "$p" load) | $(med lat "$p" cpu) |" \
+        "$(med lat "$p" cpu_ns_per_task) |"
 done
 
 if [ $have_tp = yes ]; then
