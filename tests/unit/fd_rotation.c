@@ -156,6 +156,53 @@ static void test_rotation_inotify(void **state) {
     assert_int_equal(tp_fdpool_destroy(fp), 0);
 }
 
+/* inotify's queue overflows (IN_Q_OVERFLOW drops events, including the
+ * rotation's): the pool must re-validate everything instead. */
+static void test_inotify_overflow_falls_back(void **state) {
+    (void)state;
+    tp_fdpool_opts o;
+    tp_fdpool_opts_init(&o);
+    o.valid_ns = TP_FOREVER;
+    o.use_inotify = true;
+    tp_fdpool *fp;
+    assert_int_equal(tp_fdpool_create(&fp, &o), 0);
+    struct tp_fdpool_stats st;
+    tp_fdpool_stats(fp, &st);
+    assert_true(st.inotify);
+    char buf[64];
+    write_file(g_log, "old\n");
+    tp_fd *a;
+    assert_int_equal(tp_fd_acquire(fp, g_log, O_RDONLY, 0, &a), 0);
+    tp_fd_release(fp, a);
+    /* Flood the watched directory past max_queued_events (16384 by default):
+     * two events per file. */
+    int maxq = 16384;
+    FILE *q = fopen("/proc/sys/fs/inotify/max_queued_events", "re");
+    if (q) {
+        if (fscanf(q, "%d", &maxq) != 1) maxq = 16384;
+        fclose(q);
+    }
+    char p[160];
+    snprintf(p, sizeof p, "%s/flood", g_dir);
+    for (int i = 0; i <= maxq / 2 + 16; i++) {
+        int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(unlink(p), 0);
+    }
+    /* This rotation's events are lost in the overflow. */
+    assert_int_equal(rename(g_log, g_rot), 0);
+    write_file(g_log, "new\n");
+    assert_int_equal(tp_fd_acquire(fp, g_log, O_RDONLY, 0, &a), 0);
+    read_lease(a, buf, sizeof buf);
+    assert_string_equal(buf, "new\n");
+    tp_fd_release(fp, a);
+    tp_fdpool_stats(fp, &st);
+    assert_int_equal(st.reopened, 1);
+    assert_int_equal(tp_fdpool_destroy(fp), 0);
+    unlink(g_rot);
+}
+
 static void test_deletion(void **state) {
     (void)state;
     int base = tp__open_fd_count();
@@ -260,6 +307,7 @@ int main(void) {
         cmocka_unit_test(test_rotation_invalidate),
         cmocka_unit_test(test_rotation_after_valid),
         cmocka_unit_test(test_rotation_inotify),
+        cmocka_unit_test(test_inotify_overflow_falls_back),
         cmocka_unit_test(test_deletion),
         cmocka_unit_test(test_follow_truncate_and_rename),
         cmocka_unit_test(test_follow_missing_then_created),
