@@ -4,7 +4,7 @@
  *
  *   pool_bench PEER SCENARIO [--workers W] [--submitters S] [--tasks N]
  *              [--reps R] [--qcap Q] [--task-us U] [--load L] [--pace spin|sleep]
- *              [--calibrate 0|1]
+ *              [--calibrate 0|1] [--stats 0|1]
  *
  * PEER: tripool glib cthreadpool libuv thread (see bench/pool_peers.c).
  * SCENARIO:
@@ -50,6 +50,7 @@
 #define PB_MAX_SLOTS 4096
 
 pb_task_fn pb_task;
+bool pb_verbose;
 _Thread_local struct pb_slot *pb_my_slot;
 _Atomic uint64_t pb_tpt_done;
 static struct pb_slot pb_slots[PB_MAX_SLOTS] __attribute__((aligned(64)));
@@ -498,6 +499,8 @@ int main(int argc, char **argv) {
             c.task_us = atof(v);
         else if (!strcmp(k, "--load"))
             c.load = atof(v);
+        else if (!strcmp(k, "--stats"))
+            pb_verbose = num_arg(v) != 0;
         else if (!strcmp(k, "--calibrate"))
             c.calibrate = num_arg(v) != 0;
         else if (!strcmp(k, "--pace"))

@@ -71,6 +71,15 @@ static int tp_sub_submit(void *sub, void *arg) {
 }
 
 static void tp_destroy_pool(void *pool) {
+    if (pb_verbose) {
+        struct tp_pool_stats st;
+        tp_pool_stats(pool, &st);
+        fprintf(stderr,
+                "tripool stats: workers %u (idle %u, peak %u), submitted %llu, completed %llu, "
+                "peak queued %zu\n",
+                st.workers_running, st.workers_idle, st.peak_workers,
+                (unsigned long long)st.submitted, (unsigned long long)st.completed, st.peak_queued);
+    }
     tp_pool_destroy(pool);
 }
 

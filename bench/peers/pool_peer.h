@@ -64,6 +64,9 @@ static inline void pb_run(void *arg) {
                           memory_order_release);
 }
 
+/* --stats: peers print their own counters at destroy (tripool only). */
+extern bool pb_verbose;
+
 /* Tasks completed so far in this process (all peers, all runs). */
 uint64_t pb_completed(void);
 
