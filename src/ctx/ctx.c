@@ -438,8 +438,10 @@ static int ctx_new(tp_ctx *parent, uint64_t deadline, const void *key, void *val
     bool own_deadline = deadline < parent->deadline;
     c->deadline = own_deadline ? deadline : parent->deadline;
 
+    /* Born done when the effective deadline has passed, also when it is the
+     * parent's and the parent's timer has not fired yet. */
     int err = 0;
-    if (own_deadline && deadline <= tp__now_ns()) err = -ETIMEDOUT;
+    if (c->deadline != TP_FOREVER && c->deadline <= tp__now_ns()) err = -ETIMEDOUT;
     if (!is_bg(parent)) {
         ctx_pin(parent); /* the caller holds a reference on parent */
         c->parent = parent;

@@ -230,6 +230,61 @@ static void test_release_detaches(void **state) {
     tp_ctx_release(parent);
 }
 
+/* A 100k-deep chain: cancel walks it and the last release frees it without
+ * recursion (ASan would catch a stack overflow). */
+static void test_deep_chain(void **state) {
+    (void)state;
+    unsigned n = tp_test_scale(100000);
+    tp_ctx **chain = malloc(n * sizeof(*chain));
+    assert_non_null(chain);
+    tp_ctx *parent = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        assert_int_equal(tp_ctx_with_cancel(parent, &chain[i]), 0);
+        parent = chain[i];
+    }
+    assert_true(tp_ctx_deadline(chain[n - 1]) == TP_FOREVER);
+    tp_ctx_cancel(chain[0]);
+    assert_int_equal(tp_ctx_err(chain[n - 1]), -ECANCELED);
+    assert_int_equal(tp_ctx_err(chain[n / 2]), -ECANCELED);
+    /* Release ancestors first: the leaf keeps the whole chain's memory;
+     * releasing it frees 100k contexts in one cascade. */
+    for (unsigned i = 0; i < n; i++)
+        tp_ctx_release(chain[i]);
+    free(chain);
+}
+
+/* Retain adds a reference that needs its own release. */
+static void test_retain_release(void **state) {
+    (void)state;
+    tp_ctx *c, *k;
+    assert_int_equal(tp_ctx_with_cancel(NULL, &c), 0);
+    assert_ptr_equal(tp_ctx_retain(c), c);
+    tp_ctx_release(c);
+    assert_false(tp_ctx_done(c)); /* still alive and usable */
+    assert_int_equal(tp_ctx_with_cancel(c, &k), 0);
+    tp_ctx_release(c);
+    tp_ctx_cancel(k);
+    assert_int_equal(tp_ctx_err(k), -ECANCELED);
+    tp_ctx_release(k);
+}
+
+/* A parent whose deadline passed but whose timer has not run yet still
+ * gives a child that is born done. */
+static void test_born_done_by_parent_deadline(void **state) {
+    (void)state;
+    tp_timers_pending(NULL); /* make sure the default service runs */
+    for (int i = 0; i < 50; i++) {
+        tp_ctx *p, *c;
+        assert_int_equal(tp_ctx_with_timeout(NULL, 1000, &p), 0); /* 1 us */
+        while (tp_now_ns() < tp_ctx_deadline(p)) {
+        }
+        assert_int_equal(tp_ctx_with_cancel(p, &c), 0);
+        assert_true(tp_ctx_done(c));
+        tp_ctx_release(c);
+        tp_ctx_release(p);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_background),
@@ -241,6 +296,9 @@ int main(void) {
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_release_detaches),
+        cmocka_unit_test(test_deep_chain),
+        cmocka_unit_test(test_retain_release),
+        cmocka_unit_test(test_born_done_by_parent_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
