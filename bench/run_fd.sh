@@ -32,12 +32,15 @@ for rep in $(seq "$REPS"); do
         done
     done
 done
-echo "--- median pool speed-up over open+pread+close (50k reads, max_open 256)"
+med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "--- median pool speed-up over open+pread+close (50k reads, max_open 256; wall / CPU time)"
 for ws in 200 10000; do
     for th in 1 2; do
-        m=$(grep "^ratio ws=$ws threads=$th " "$RAW" | sed 's/.*pool_speedup=//' | sort -n |
-            awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-        echo "working set $ws files, $th thread(s): ${m}x"
+        w=$(grep "^ratio ws=$ws threads=$th " "$RAW" | sed 's/.*pool_speedup=\([0-9.]*\).*/\1/' | med)
+        c=$(grep "^ratio ws=$ws threads=$th " "$RAW" | sed 's/.*pool_cpu_speedup=//' | med)
+        pn=$(grep "^way=pool ws=$ws .*threads=$th " "$RAW" | sed 's/.* ns_per_read=\([0-9]*\).*/\1/' | med)
+        on=$(grep "^way=open_pread_close ws=$ws .*threads=$th " "$RAW" | sed 's/.* ns_per_read=\([0-9]*\).*/\1/' | med)
+        echo "working set $ws files, $th thread(s): pool ${pn} ns/read, open+pread+close ${on} ns/read: ${w}x wall, ${c}x CPU"
     done
 done
 echo "--- soft RLIMIT_NOFILE 64, 10k files"
