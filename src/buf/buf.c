@@ -125,6 +125,7 @@ struct tcache {
 
 struct tp_bufpool {
     tp_bufpool_opts o;
+    bool fast; /* constant: no option needs the general get/put path */
     char name[32];
     uint64_t id;
     size_t page;
@@ -171,9 +172,13 @@ struct tls_slot {
     uint64_t id;
     struct tcache *tc;
 };
-static __thread struct tls_slot tls_slots[TLS_SLOTS];
-static __thread struct tcache *tls_list;
-static __thread bool tls_keyed;
+/* initial-exec: the library is built -fPIC, whose default TLS model calls
+ * __tls_get_addr on every access; these ~150 bytes fit glibc's static TLS
+ * surplus even when libtripool.so is dlopen()ed. */
+#define TP_TLS __thread __attribute__((tls_model("initial-exec")))
+static TP_TLS struct tls_slot tls_slots[TLS_SLOTS];
+static TP_TLS struct tcache *tls_list;
+static TP_TLS bool tls_keyed;
 
 static void tls_exit(void *v);
 
@@ -623,7 +628,31 @@ static int get_impl(tp_bufpool *bp, size_t min_cap, bool nowait, uint64_t deadli
     return 0;
 }
 
+static tp_buf *get_slow(tp_bufpool *bp, size_t min_cap);
+
 TP_API tp_buf *tp_buf_get(tp_bufpool *bp, size_t min_cap) {
+    /* Fast path: a hit in this thread's first cache slot, nothing to check,
+     * no tick pending. Everything else takes get_impl(). */
+    if (__builtin_expect(bp && bp->fast && min_cap <= TP_BUF_MAX_SIZE, 1) &&
+        tls_slots[0].id == bp->id) {
+        struct tcache *tc = tls_slots[0].tc;
+        unsigned c = class_of(min_cap);
+        struct tcache_cls *cc = &tc->cls[c];
+        uint32_t n = tp__load_relaxed(&cc->n);
+        if (n && tc->epoch == tp__load_relaxed(&bp->epoch)) {
+            tp_buf *b = cc->head;
+            cc->head = b->tp_next_;
+            tp__store_relaxed(&cc->n, n - 1);
+            OWN_INC(tc->cnt[c].hits);
+            b->len = 0;
+            __atomic_store_n(&b->tp_state_, ST_OUT, __ATOMIC_RELAXED);
+            return b;
+        }
+    }
+    return get_slow(bp, min_cap);
+}
+
+static __attribute__((noinline)) tp_buf *get_slow(tp_bufpool *bp, size_t min_cap) {
     if (!bp) {
         errno = EINVAL;
         return NULL;
@@ -689,7 +718,33 @@ static void check_put(tp_bufpool *bp, tp_buf *b) {
     if (prev != ST_OUT) die("double put (the buffer is already back in the pool)", bp, b);
 }
 
+static void put_slow(tp_bufpool *bp, tp_buf *b);
+
 TP_API void tp_buf_put(tp_bufpool *bp, tp_buf *b) {
+    /* Fast path: an intact buffer of this pool going into a cache slot this
+     * thread already holds credit for. Everything else takes the full path. */
+    if (__builtin_expect(b && bp && bp->fast, 1) && tls_slots[0].id == bp->id &&
+        b->tp_pool_ == bp && b->tp_magic_ == BUF_MAGIC &&
+        __atomic_load_n(&b->tp_state_, __ATOMIC_RELAXED) == ST_OUT) {
+        struct tcache *tc = tls_slots[0].tc;
+        unsigned c = b->tp_class_;
+        if (c <= tp__load_relaxed(&bp->limit_class)) { /* also excludes huge */
+            struct tcache_cls *cc = &tc->cls[c];
+            uint32_t n = tp__load_relaxed(&cc->n);
+            if (n < cc->credit && tc->epoch == tp__load_relaxed(&bp->epoch)) {
+                __atomic_store_n(&b->tp_state_, ST_IN, __ATOMIC_RELAXED);
+                OWN_INC(tc->cnt[c].puts);
+                b->tp_next_ = cc->head;
+                cc->head = b;
+                tp__store_relaxed(&cc->n, n + 1);
+                return;
+            }
+        }
+    }
+    put_slow(bp, b);
+}
+
+static __attribute__((noinline)) void put_slow(tp_bufpool *bp, tp_buf *b) {
     if (!b || !bp) return;
     check_put(bp, b);
     unsigned c = b->tp_class_;
@@ -977,6 +1032,8 @@ TP_API int tp_bufpool_create(tp_bufpool **out, const tp_bufpool_opts *opts) {
     if (posix_memalign((void **)&bp, TP_CACHELINE, sizeof *bp) != 0) return -ENOMEM;
     memset(bp, 0, sizeof *bp);
     bp->o = o;
+    bp->fast =
+        o.thread_cache && !o.passthrough && !o.debug && !o.zero_on_get && !o.reset && !o.max_inuse;
     snprintf(bp->name, sizeof bp->name, "%s", o.name ? o.name : "buf");
     bp->o.name = bp->name;
     bp->page = tp__page_size();
