@@ -5,6 +5,7 @@
  * operation-count ticks; other threads' caches are aged on their next call;
  * the 95th-percentile rule drops outliers. */
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include "tp_test.h"
 #include "tripool/buf.h"
@@ -99,6 +100,29 @@ static void test_prewarm_reserve(void **st) {
     assert_int_equal(retained(small), 2);
     assert_int_equal(tp_bufpool_prewarm(small, 1 << 20, 1, true), -ENOSPC);
     tp_bufpool_destroy(small);
+    tp_bufpool_destroy(bp);
+}
+
+/* Prewarm with populate: the pages are resident before the first get. */
+static void test_prewarm_populate(void **st) {
+    (void)st;
+    tp_bufpool *bp = mk(true, 0);
+    assert_int_equal(tp_bufpool_prewarm(bp, 256 * 1024, 2, true), 0);
+    tp_buf *b = tp_buf_get(bp, 256 * 1024);
+    assert_non_null(b);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = b->cap / page;
+    unsigned char *vec = malloc(pages);
+    assert_non_null(vec);
+    assert_int_equal(mincore(b->data, b->cap, vec), 0);
+    size_t resident = 0;
+    for (size_t i = 0; i < pages; i++)
+        resident += vec[i] & 1;
+    assert_int_equal(resident, pages);
+    free(vec);
+    struct tp_bufpool_stats s;
+    tp_bufpool_stats(bp, &s);
+    assert_int_equal(s.total.hits, 1);
+    tp_buf_put(bp, b);
     tp_bufpool_destroy(bp);
 }
 
@@ -213,11 +237,9 @@ static void test_outlier_rule(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_two_ticks),
-        cmocka_unit_test(test_rescue),
-        cmocka_unit_test(test_prewarm_reserve),
-        cmocka_unit_test(test_op_count_ticks),
-        cmocka_unit_test(test_other_thread_cache_aged),
+        cmocka_unit_test(test_two_ticks),       cmocka_unit_test(test_rescue),
+        cmocka_unit_test(test_prewarm_reserve), cmocka_unit_test(test_prewarm_populate),
+        cmocka_unit_test(test_op_count_ticks),  cmocka_unit_test(test_other_thread_cache_aged),
         cmocka_unit_test(test_outlier_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
