@@ -48,9 +48,11 @@
  * Callbacks: a tp_ctx_cb is PENDING in its context's list (under the lock),
  * then QUEUED in a canceller's run list, RUNNING, and DONE; STOPPED when
  * tp_ctx_cb_stop() got it first. Every state change happens under the
- * context's lock; a stopper that must wait for a RUNNING (or QUEUED, on
- * another thread) callback sleeps on a condvar of its own (`waiter`) with the
- * context's lock. A callback pins its context until the callback is freed.
+ * context's lock. A stopper that must wait for a RUNNING callback (or for a
+ * QUEUED record on tp_ctx_wait()'s stack) sleeps on a condvar of its own
+ * (`waiter`) with the context's lock; a QUEUED allocated record is just
+ * marked STOPPED and left for the runner to free. A callback pins its
+ * context until the callback record is disposed of.
  *
  * Fields and what protects them: `children`, `nchildren`, `cbs` and a
  * callback's state: the context's `lock`; `prev`/`next`: the parent's lock;
@@ -328,8 +330,10 @@ static bool cb_stop(struct tp_ctx_cb *cb) {
     case CB_RUNNING:
         stopped = cb->state == CB_QUEUED;
         if (stopped) cb->state = CB_STOPPED;
-        if (pthread_equal(cb->runner, pthread_self())) {
-            /* From a callback on the runner thread: it disposes later. */
+        if (pthread_equal(cb->runner, pthread_self()) || (stopped && cb->heap)) {
+            /* From a callback on the runner thread, or a queued allocated
+             * record (no need to wait for the runner to skip it): the runner
+             * disposes of it later. */
             cb->returned = true;
             pthread_mutex_unlock(&c->lock);
             return stopped;

@@ -167,6 +167,40 @@ static void test_stop_waits_for_running(void **state) {
     tp_ctx_release(c);
 }
 
+/* A callback queued behind a running one (same cancel, other thread) is
+ * stopped at once: stop returns true without waiting for the runner. */
+struct gate {
+    _Atomic int started;
+    _Atomic int open;
+};
+
+static void gated_cb(void *arg) {
+    struct gate *g = arg;
+    atomic_store(&g->started, 1);
+    TP_TEST_WAIT_FOR(atomic_load(&g->open), 10000);
+}
+
+static void test_stop_queued_from_other_thread(void **state) {
+    (void)state;
+    atomic_store(&calls, 0);
+    tp_ctx *c;
+    struct gate g = {0};
+    tp_ctx_cb *victim;
+    assert_int_equal(tp_ctx_with_cancel(NULL, &c), 0);
+    /* Newest first: gated_cb runs first and holds the runner. */
+    assert_int_equal(tp_ctx_on_done(c, count_cb, NULL, &victim), 0);
+    assert_int_equal(tp_ctx_on_done(c, gated_cb, &g, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_thread, c), 0);
+    TP_TEST_WAIT_FOR(atomic_load(&g.started), 10000);
+    assert_int_equal(atomic_load(&g.started), 1);
+    assert_true(tp_ctx_cb_stop(victim)); /* returns while gated_cb still runs */
+    atomic_store(&g.open, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&calls), 0);
+    tp_ctx_release(c);
+}
+
 /* Deadline callbacks run on the timer thread, exactly once. */
 static void test_deadline_callback(void **state) {
     (void)state;
@@ -240,6 +274,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_from_callback),
         cmocka_unit_test(test_stop_from_callback),
         cmocka_unit_test(test_stop_waits_for_running),
+        cmocka_unit_test(test_stop_queued_from_other_thread),
         cmocka_unit_test(test_deadline_callback),
         cmocka_unit_test(test_release_from_timer_callback),
         cmocka_unit_test(test_double_release_aborts),
