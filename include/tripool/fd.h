@@ -54,7 +54,8 @@ extern "C" {
 typedef struct tp_fdpool tp_fdpool;
 typedef struct tp_fd tp_fd;
 
-/* Called by tp_fdpool_destroy once per descriptor still leased. */
+/* Called by tp_fdpool_destroy once per descriptor still leased, with the
+ * pool's lock held: it must not call tp_fd or tp_fdpool functions. */
 typedef void (*tp_fd_leak_fn)(const char *path, unsigned leases, void *arg);
 
 typedef struct tp_fdpool_opts {

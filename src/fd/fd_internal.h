@@ -64,6 +64,7 @@ struct tp_fdpool {
     unsigned nwaiting; /* threads waiting on cv */
     unsigned calls;    /* threads inside acquire */
     bool dead;         /* destroy was called */
+    bool orphaned;     /* destroy returned -EBUSY: the last release frees */
     uint64_t inactive_ns, valid_ns, wait_ns;
     tp_fd_leak_fn on_leak;
     void *on_leak_arg;

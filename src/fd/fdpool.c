@@ -40,8 +40,18 @@
  * slot is returned, or the pool is destroyed. fp->calls counts threads
  * inside acquire; destroy waits on fp->calls_cv until they have left.
  *
- * Teardown. Destroy with leases out detaches the leased entries and marks
- * the pool dead; the release that drops fp->leased to 0 frees the pool.
+ * Teardown. Destroy marks the pool dead (new acquires fail, waiters leave),
+ * waits until no thread is inside acquire, closes idle entries and detaches
+ * leased ones. Without leases it frees the pool; with leases it marks the
+ * pool orphaned and returns, and the release that drops fp->leased to 0
+ * frees it. A release racing with a running destroy never frees (orphaned
+ * is set last, under fp->mu).
+ *
+ * Contexts. tp_fd_acquire_ctx registers a tp_ctx_on_done callback (without
+ * holding fp->mu) that takes fp->mu and broadcasts fp->cv; it is stopped
+ * before the acquire decrements fp->calls, so it never runs on a freed pool.
+ * tp_ctx_err() is called with fp->mu held: lock order fp->mu -> ctx
+ * internals; ctx runs callbacks without its locks, so no cycle.
  */
 #include "fd/fd_internal.h"
 
@@ -370,6 +380,7 @@ int tp_fdpool_destroy(tp_fdpool *fp) {
         for (struct tp__fd_entry *e = fp->detached; e; e = e->next)
             fp->on_leak(e->path, e->refs, fp->on_leak_arg);
     }
+    fp->orphaned = true; /* from now on the last release frees the pool */
     pthread_mutex_unlock(&fp->mu);
     return -EBUSY;
 }
@@ -645,7 +656,9 @@ void tp_fd_release(tp_fdpool *fp, tp_fd *h) {
         }
     }
     if (fp->dead) {
-        bool last = fp->leased == 0;
+        /* Only once destroy has finished (orphaned); while it still runs it
+         * frees the pool itself if this was the last lease. */
+        bool last = fp->orphaned && fp->leased == 0;
         pthread_mutex_unlock(&fp->mu);
         if (last) pool_free(fp);
         return;
