@@ -417,7 +417,9 @@ static double run_memory(const struct cfg *c, double *rss_mib, double *total_mib
     gate.open = false;
     gate.started = 0;
     size_t rss0 = rss_bytes();
-    void *pool = make_pool(c, c->qcap ? c->qcap : c->tasks);
+    /* Room for the blockers too: a blocker still queued (its worker not yet
+     * started) must not make the last submit wait on a full queue forever. */
+    void *pool = make_pool(c, c->qcap ? c->qcap : c->tasks + c->workers);
     uint64_t base = pb_completed();
     void *sub;
     int rc = c->peer->sub_begin(pool, c->tasks + c->workers, &sub);
@@ -452,7 +454,7 @@ static double run_memory(const struct cfg *c, double *rss_mib, double *total_mib
 static void usage(void) {
     fprintf(stderr, "usage: pool_bench PEER empty|busy|latency|memory [--workers W] "
                     "[--submitters S] [--tasks N] [--reps R] [--qcap Q] [--task-us U] "
-                    "[--load L] [--pace spin|sleep] [--calibrate 0|1]\npeers:");
+                    "[--load L] [--pace spin|sleep] [--calibrate 0|1] [--stats 0|1]\npeers:");
     for (unsigned i = 0; pb_peers[i]; i++)
         fprintf(stderr, " %s", pb_peers[i]->name);
     fprintf(stderr, "\n");
@@ -508,7 +510,9 @@ int main(int argc, char **argv) {
         else
             usage();
     }
-    if (!c.workers || !c.subs || !c.reps || !c.tasks || c.reps > 100 || c.load <= 0) usage();
+    if (!c.workers || !c.subs || !c.reps || !c.tasks || c.reps > 100 || c.load <= 0 ||
+        c.workers > 4096 || c.subs > 4096)
+        usage();
     /* Sleeps in the paced submitter should end on time, not up to 50 us late. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 
