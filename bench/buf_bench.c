@@ -180,7 +180,9 @@ static uint64_t pipeline(void) {
     for (;;) {
         t = now_s();
         if (warm) {
-            if (t >= warm_end && atomic_load(&consumed) >= WARM_OPS) {
+            /* The ring and both threads hold RING + 2 buffers: warm past
+             * twice that so the pool has reached its steady set. */
+            if (t >= warm_end && atomic_load(&consumed) >= 2 * (RING + 2) + WARM_OPS) {
                 warm = false;
                 start = t;
                 c0 = atomic_load(&consumed);
