@@ -425,9 +425,31 @@ static void ctx_wake(void *arg) {
  * retry, or -EMFILE (not waiting), -ETIMEDOUT, -ESHUTDOWN, the context's
  * error. With a context, the first call registers the wake-up callback
  * (dropping the lock meanwhile) and returns 0 so the caller looks again. */
-static int wait_for_slot(tp_fdpool *fp, uint64_t deadline, bool *counted, tp_ctx *c,
-                         tp_ctx_cb **cb) {
-    if (deadline == 0) return -EMFILE;
+/* The wait of one acquire: the absolute deadline is computed on the first
+ * wait only (a precise clock read costs more than a whole cache hit). */
+struct acq_wait {
+    uint64_t timeout_ns; /* 0 = never wait */
+    uint64_t deadline;   /* valid when have_deadline */
+    bool have_deadline;
+    bool counted; /* counted in st_waits */
+    tp_ctx *c;    /* may be NULL */
+    tp_ctx_cb *cb;
+};
+
+static int wait_for_slot(tp_fdpool *fp, struct acq_wait *w) {
+    if (w->timeout_ns == 0) return -EMFILE;
+    if (!w->have_deadline) {
+        w->deadline = tp__deadline_after(w->timeout_ns);
+        if (w->c) {
+            uint64_t cd = tp_ctx_deadline(w->c);
+            if (cd < w->deadline) w->deadline = cd;
+        }
+        w->have_deadline = true;
+    }
+    tp_ctx *c = w->c;
+    tp_ctx_cb **cb = &w->cb;
+    bool *counted = &w->counted;
+    uint64_t deadline = w->deadline;
     if (c) {
         int ce = tp_ctx_err(c);
         if (ce) return ce;
@@ -471,16 +493,11 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
     int kflags = flags & KEY_FLAGS;
     bool fresh = (flags & (O_TRUNC | O_EXCL)) != 0;
     uint32_t h = key_hash(path, kflags);
-    /* 0 = do not wait; otherwise an absolute deadline (precise clock). */
-    uint64_t deadline = timeout_ns == 0 ? 0 : tp__deadline_after(timeout_ns);
     if (c) {
         int ce = tp_ctx_err(c);
         if (ce) return ce;
-        uint64_t cd = tp_ctx_deadline(c);
-        if (deadline != 0 && cd < deadline) deadline = cd ? cd : 1;
     }
-    tp_ctx_cb *cb = NULL;
-    bool counted_wait = false;
+    struct acq_wait w = {.timeout_ns = timeout_ns, .c = c};
     int err = 0;
     tp_fd *l = NULL;
 
@@ -520,7 +537,7 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
         if (fp->nopen >= fp->max_open) {
             victim = evict_for_slot(fp);
             if (!victim) {
-                err = wait_for_slot(fp, deadline, &counted_wait, c, &cb);
+                err = wait_for_slot(fp, &w);
                 if (err) break;
                 now = coarse_now();
                 continue;
@@ -543,8 +560,8 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
             slot_return(fp);
             fp->st_emfile_retries++;
             if (evict_one(fp)) continue;
-            if (fp->leased > 0 && deadline != 0) {
-                err = wait_for_slot(fp, deadline, &counted_wait, c, &cb);
+            if (fp->leased > 0 && timeout_ns != 0) {
+                err = wait_for_slot(fp, &w);
                 if (err == -ETIMEDOUT) err = fd;
                 if (err) break;
                 continue;
@@ -596,9 +613,9 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
         break;
     }
     if (err) fp->st_failures++;
-    if (cb) { /* stop it before fp may go away (calls keeps fp alive) */
+    if (w.cb) { /* stop it before fp may go away (calls keeps fp alive) */
         pthread_mutex_unlock(&fp->mu);
-        tp_ctx_cb_stop(cb);
+        tp_ctx_cb_stop(w.cb);
         pthread_mutex_lock(&fp->mu);
     }
     if (--fp->calls == 0 && fp->dead) pthread_cond_broadcast(&fp->calls_cv);
