@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "internal/atomic.h"
+#include "internal/probes.h"
 #include "tripool/metrics.h"
 
 struct tp_metrics_server {
@@ -85,6 +86,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     size_t len;
     int err = json ? tp_metrics_render_json(s->reg, &body, &len)
                    : tp_metrics_render_text(s->reg, &body, &len);
+    TP_PROBE(metrics_scrape, (int)json, err ? -1L : (long)len);
     if (err)
         return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, text, failed, strlen(failed), false);
     return reply(conn, MHD_HTTP_OK, json ? "application/json" : TP_METRICS_TEXT_CONTENT_TYPE, body,

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cost of metrics on the task pool: N empty tasks (default 1M) submitted
+ * from one thread to a pool of tp_usable_cpus() workers, with the obs
+ * collector (observer feeding two histograms + stats series) off and on.
+ * Rounds alternate off/on; prints the median time of each and the ratio.
+ * Usage: metrics_overhead [N] [ROUNDS]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tripool/obs.h"
+
+static int empty(void *arg) {
+    (void)arg;
+    return 0;
+}
+
+static void null_observer(void *arg, const char *label, uint64_t wait_ns, uint64_t run_ns,
+                          int result) {
+    (void)arg, (void)label, (void)wait_ns, (void)run_ns, (void)result;
+}
+
+/* mode 0: no observer; 1: an empty observer (the pool's own timing cost);
+ * 2: the obs collector (timing + histograms + stats series). */
+static double run(unsigned long n, int mode) {
+    bool metrics = mode == 2;
+    tp_metrics *reg = NULL;
+    tp_obs_pool *op = NULL;
+    tp_pool *p;
+    tp_pool_opts o;
+    tp_pool_opts_init(&o);
+    o.queue_cap = 65536;
+    if (mode == 1)
+        o.observer = null_observer;
+    if (metrics && (tp_metrics_create(&reg) || tp_obs_pool_prepare(reg, "bench", &o, &op))) {
+        fprintf(stderr, "metrics setup failed\n");
+        exit(1);
+    }
+    if (tp_pool_create(&p, &o) || (op && tp_obs_register_pool(op, p))) {
+        fprintf(stderr, "pool setup failed\n");
+        exit(1);
+    }
+    uint64_t t0 = tp_now_ns();
+    for (unsigned long i = 0; i < n; i++) {
+        if (tp_submit(p, empty, NULL) != 0) {
+            fprintf(stderr, "submit failed\n");
+            exit(1);
+        }
+    }
+    if (tp_pool_wait_idle(p, TP_FOREVER) != 0) exit(1);
+    double secs = (double)(tp_now_ns() - t0) / 1e9;
+    struct tp_pool_stats st;
+    tp_pool_stats(p, &st);
+    if (st.completed != n) {
+        fprintf(stderr, "lost tasks\n");
+        exit(1);
+    }
+    if (op) {
+        struct tp_obs_pool_totals t;
+        (void)tp_pool_close(p, TP_FOREVER);
+        tp_obs_pool_totals(op, &t);
+        if (t.tasks != n) {
+            fprintf(stderr, "observer missed tasks: %llu\n", (unsigned long long)t.tasks);
+            exit(1);
+        }
+        tp_obs_pool_destroy(op);
+    }
+    tp_pool_destroy(p);
+    tp_metrics_destroy(reg);
+    return secs;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
+    unsigned rounds = argc > 2 ? (unsigned)atoi(argv[2]) : 5;
+    if (n == 0 || rounds == 0 || rounds > 51) {
+        fprintf(stderr, "usage: %s [N] [ROUNDS<=51]\n", argv[0]);
+        return 2;
+    }
+    double off[51], on[51], nul[51];
+    run(n / 10, 0); /* warm up */
+    for (unsigned r = 0; r < rounds; r++) {
+        off[r] = run(n, 0);
+        nul[r] = run(n, 1);
+        on[r] = run(n, 2);
+    }
+    qsort(off, rounds, sizeof off[0], cmp);
+    qsort(nul, rounds, sizeof nul[0], cmp);
+    qsort(on, rounds, sizeof on[0], cmp);
+    double mo = off[rounds / 2], mn = on[rounds / 2], mz = nul[rounds / 2];
+    printf("pool with metrics: %lu empty tasks, %u workers, median of %u alternating rounds\n", n,
+           tp_usable_cpus(), rounds);
+    printf("  metrics off: %.3f s  (%.0f tasks/s)\n", mo, (double)n / mo);
+    printf("  empty observer (pool timing only): %.3f s  (%.0f tasks/s)\n", mz, (double)n / mz);
+    printf("  metrics on:  %.3f s  (%.0f tasks/s)\n", mn, (double)n / mn);
+    printf("  on/empty-observer time: %.3f  (cost of the metrics themselves)\n", mn / mz);
+    printf("  on/off time: %.3f  (goal <= 1.05)\n", mn / mo);
+    return 0;
+}

@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Adaptive scaling: a controller thread that sizes a task pool.
+ *
+ * DESIGN
+ * One controller thread per tp_autoscale, started by tp_autoscale_start and
+ * joined by tp_autoscale_stop. Every tick it takes a sample (pool stats,
+ * process CPU time, the collector's queue-wait/run-time totals), asks the
+ * policy (built-in or the user's) for a wished max_workers, clamps it into
+ * [min, max], filters it through hysteresis and, when the decision differs
+ * from the pool's current bound, calls tp_pool_resize().
+ *
+ * Hysteresis (applies to every policy): growing needs up_ticks consecutive
+ * ticks wishing for more and goes to the smallest wish of that streak;
+ * shrinking needs down_ticks consecutive ticks wishing for less, goes to the
+ * largest wish of the streak, and by at most a quarter per change. So one
+ * noisy sample never moves the pool, growth is fast and shrinking slow.
+ *
+ * Built-in policy: the CPU the process may use (tp_usable_cpus(): affinity
+ * and cgroup quota) is the budget; threads are worth adding while tasks wait
+ * and that budget is not used, i.e. while tasks block.
+ *  - backlog (tasks queued, or queue wait above half the run time) and the
+ *    process used less than util_low of its CPUs: wish busy * target / util
+ *    (target = midpoint of util_low and util_high): at least +1, at most x2.
+ *  - backlog, CPUs saturated (util above util_high) and more busy workers
+ *    than CPUs: extra runnable threads only switch; trim 1/16 (1/8 when the
+ *    workers spend over half their time in the run queue), never below cpus.
+ *  - no backlog: keep the busy workers plus a quarter.
+ * The band between util_low and util_high, wider than one trim step, keeps
+ * the target from oscillating under steady load. Run-queue time of the
+ * workers (schedstat) is in the sample for user policies; the built-in
+ * uses it only to trim faster. A machine crowded by other processes reads
+ * as "CPU budget unused", so the pool grows there (up to max): it claims
+ * its quota, as a fixed pool of that size would.
+ *
+ * Threads and locks: a->lock protects a->stop and is held only around the
+ * timed wait; the controller calls the pool and the policy without it.
+ * Stats fields are atomics written by the controller and read by
+ * tp_autoscale_stats (relaxed: independent numbers). Everything else in
+ * struct tp_autoscale is private to the controller thread after start.
+ * o->autoscale (atomic exchange, acq_rel) makes one controller per
+ * collector; the collector must outlive the controller.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal/atomic.h"
+#include "internal/os.h"
+#include "obs/obs_internal.h"
+#include "tripool/obs.h"
+
+struct tp_autoscale {
+    tp_pool *pool;
+    tp_obs_pool *o;
+    tp_autoscale_opts opts;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop; /* lock */
+
+    /* exported (atomics, relaxed) */
+    _Atomic unsigned target;
+    _Atomic uint64_t ticks, changes, ups, downs;
+    _Atomic uint64_t util_bits, tput_bits;
+    tp_gauge *target_g;
+    tp_counter *changes_c;
+
+    /* controller thread only */
+    unsigned up_streak, down_streak, streak_wish;
+    uint64_t prev_t, prev_cpu, prev_completed;
+    struct tp_obs_pool_totals prev_tot;
+};
+
+TP_API void tp_autoscale_opts_init(tp_autoscale_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    unsigned cpus = tp_usable_cpus();
+    o->min_workers = 1;
+    o->max_workers = cpus * 32 < 1024 ? cpus * 32 : 1024;
+    o->tick_ns = 100 * TP_NSEC_PER_MSEC;
+    o->up_ticks = 2;
+    o->down_ticks = 5;
+    o->util_low = 0.80;
+    o->util_high = 0.95;
+}
+
+static uint64_t process_cpu_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * TP_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t dbits(double d) {
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+static double bitsd(uint64_t u) {
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+static unsigned builtin_policy(const tp_autoscale_opts *op, const struct tp_autoscale_sample *s) {
+    unsigned cur = s->current;
+    bool backlog =
+        s->queued > 0 || (s->queue_wait_s > 0 && s->run_s > 0 && s->queue_wait_s > 0.5 * s->run_s);
+    if (!backlog) {
+        unsigned want = s->busy + s->busy / 4 + 1;
+        return want < cur ? want : cur;
+    }
+    double want = cur;
+    if (s->cpu_util < op->util_low) {
+        /* tasks block: scale the busy workers up to the CPU we may use */
+        double target = (op->util_low + op->util_high) / 2;
+        double u = s->cpu_util > 0.02 ? s->cpu_util : 0.02;
+        unsigned busy = s->busy > 0 ? s->busy : 1;
+        want = ceil((double)busy * target / u);
+        if (want < cur + 1.0) want = cur + 1.0;
+        if (want > 2.0 * cur) want = 2.0 * cur;
+    } else if (s->cpu_util > op->util_high && s->busy > s->cpus) {
+        /* CPUs saturated: extra runnable threads only switch; trim gently,
+         * harder when the workers mostly wait in the run queue */
+        unsigned step = s->runq_frac > 0.5 ? cur / 8 : cur / 16;
+        want = cur - (step ? step : 1);
+        if (want < s->cpus) want = s->cpus;
+    }
+    return want > 1e6 ? 1000000u : (unsigned)want;
+}
+
+/* Hysteresis over the (clamped) wish; returns the new bound. */
+static unsigned decide(tp_autoscale *a, unsigned cur, unsigned wish) {
+    if (wish > cur) {
+        a->down_streak = 0;
+        a->streak_wish = a->up_streak++ ? (wish < a->streak_wish ? wish : a->streak_wish) : wish;
+        if (a->up_streak < a->opts.up_ticks) return cur;
+        a->up_streak = 0;
+        return a->streak_wish;
+    }
+    if (wish < cur) {
+        a->up_streak = 0;
+        a->streak_wish = a->down_streak++ ? (wish > a->streak_wish ? wish : a->streak_wish) : wish;
+        if (a->down_streak < a->opts.down_ticks) return cur;
+        a->down_streak = 0;
+        unsigned floor = cur - cur / 4;
+        return a->streak_wish > floor ? a->streak_wish : (floor < cur ? floor : cur - 1);
+    }
+    a->up_streak = a->down_streak = 0;
+    return cur;
+}
+
+static void tick(tp_autoscale *a) {
+    struct tp_pool_stats st;
+    tp_pool_stats(a->pool, &st);
+    uint64_t now = tp__now_ns(), cpu = process_cpu_ns();
+    struct tp_obs_pool_totals tot;
+    tp_obs_pool_totals(a->o, &tot);
+
+    uint64_t n = tp__add_relaxed(&a->ticks, 1) + 1;
+    struct tp_autoscale_sample s = {0};
+    s.tick = n;
+    s.interval_ns = now - a->prev_t ? now - a->prev_t : 1;
+    s.current = st.max_workers;
+    s.min = a->opts.min_workers;
+    s.max = a->opts.max_workers;
+    s.cpus = tp_usable_cpus();
+    s.queued = st.queued;
+    s.workers = st.workers_running;
+    s.busy = st.workers_running > st.workers_idle ? st.workers_running - st.workers_idle : 0;
+    double secs = (double)s.interval_ns / 1e9;
+    s.throughput = (double)(st.completed - a->prev_completed) / secs;
+    s.cpu_util = (double)(cpu - a->prev_cpu) / ((double)s.interval_ns * s.cpus);
+    s.queue_wait_s = s.run_s = -1;
+    s.active_frac = s.runq_frac = -1;
+    if (a->o && !tp__obs_sched_sample(a->o, s.interval_ns, &s.active_frac, &s.runq_frac))
+        s.active_frac = s.runq_frac = -1;
+    if (a->o && tot.tasks > a->prev_tot.tasks) {
+        double k = (double)(tot.tasks - a->prev_tot.tasks);
+        s.queue_wait_s = (double)(tot.queue_wait_ns - a->prev_tot.queue_wait_ns) / k / 1e9;
+        s.run_s = (double)(tot.run_ns - a->prev_tot.run_ns) / k / 1e9;
+    }
+    a->prev_t = now;
+    a->prev_cpu = cpu;
+    a->prev_completed = st.completed;
+    a->prev_tot = tot;
+    tp__store_relaxed(&a->util_bits, dbits(s.cpu_util));
+    tp__store_relaxed(&a->tput_bits, dbits(s.throughput));
+
+    unsigned wish =
+        a->opts.policy ? a->opts.policy(a->opts.policy_arg, &s) : builtin_policy(&a->opts, &s);
+    if (wish < s.min) wish = s.min;
+    if (wish > s.max) wish = s.max;
+    unsigned cur = s.current, next;
+    if (cur < s.min || cur > s.max)
+        next = cur < s.min ? s.min : s.max; /* out of bounds: fix at once */
+    else
+        next = decide(a, cur, wish);
+    if (next == cur) return;
+    if (tp_pool_resize(a->pool, next) != 0) return;
+    tp__store_relaxed(&a->target, next);
+    tp__add_relaxed(&a->changes, 1);
+    tp__add_relaxed(next > cur ? &a->ups : &a->downs, 1);
+    tp_gauge_set(a->target_g, next);
+    tp_counter_inc(a->changes_c);
+}
+
+static void *controller(void *arg) {
+    tp_autoscale *a = arg;
+    uint64_t next = tp__now_ns() + a->opts.tick_ns;
+    pthread_mutex_lock(&a->lock);
+    while (!a->stop) {
+        if (tp__cond_wait_until(&a->cond, &a->lock, next) != -ETIMEDOUT)
+            continue; /* woken: stop, or spurious */
+        pthread_mutex_unlock(&a->lock);
+        tick(a);
+        uint64_t now = tp__now_ns();
+        next += a->opts.tick_ns;
+        if (next < now) /* fell behind (a slow tick): do not burst */
+            next = now + a->opts.tick_ns;
+        pthread_mutex_lock(&a->lock);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+TP_API int tp_autoscale_start(tp_pool *p, tp_obs_pool *o, const tp_autoscale_opts *opts,
+                              tp_autoscale **out) {
+    if (!p || !out) return -EINVAL;
+    tp_autoscale_opts def;
+    if (!opts) {
+        tp_autoscale_opts_init(&def);
+        opts = &def;
+    }
+    if (opts->min_workers == 0 || opts->min_workers > opts->max_workers ||
+        opts->max_workers > 1000000 || opts->tick_ns < TP_NSEC_PER_MSEC ||
+        opts->tick_ns == TP_FOREVER || !(opts->util_low > 0) ||
+        !(opts->util_high > opts->util_low) || opts->util_high > 1.5)
+        return -EINVAL;
+    tp_autoscale *a = calloc(1, sizeof *a);
+    if (!a) return -ENOMEM;
+    a->pool = p;
+    a->o = o;
+    a->opts = *opts;
+    if (a->opts.up_ticks == 0) a->opts.up_ticks = 1;
+    if (a->opts.down_ticks == 0) a->opts.down_ticks = 1;
+    int err = -ENOMEM;
+    if (pthread_mutex_init(&a->lock, NULL) != 0) goto err_free;
+    if (tp__cond_init_monotonic(&a->cond) != 0) goto err_destroy_lock;
+    if (o) {
+        tp_autoscale *none = NULL;
+        /* acq_rel: claim the collector for this controller; pairs with the
+         * release in tp_autoscale_stop so a later controller sees ours gone. */
+        if (!atomic_compare_exchange_strong_explicit(&o->autoscale, &none, a, memory_order_acq_rel,
+                                                     memory_order_acquire)) {
+            err = -EEXIST;
+            goto err_destroy_cond;
+        }
+        if (o->reg) {
+            /* best effort: a name clash leaves the handles NULL (no export) */
+            if (tp_metrics_gauge(o->reg, "tripool_pool_autoscale_target",
+                                 "Worker bound set by the adaptive controller.", &o->label, 1,
+                                 &a->target_g) != 0)
+                a->target_g = NULL;
+            if (tp_metrics_counter(o->reg, "tripool_pool_autoscale_changes_total",
+                                   "Resizes done by the adaptive controller.", &o->label, 1,
+                                   &a->changes_c) != 0)
+                a->changes_c = NULL;
+        }
+    }
+    struct tp_pool_stats st;
+    tp_pool_stats(p, &st);
+    tp__store_relaxed(&a->target, st.max_workers);
+    tp_gauge_set(a->target_g, st.max_workers);
+    a->prev_t = tp__now_ns();
+    a->prev_cpu = process_cpu_ns();
+    a->prev_completed = st.completed;
+    tp_obs_pool_totals(o, &a->prev_tot);
+    if (pthread_create(&a->thread, NULL, controller, a) != 0) {
+        err = -EAGAIN;
+        goto err_unclaim;
+    }
+    *out = a;
+    return 0;
+
+err_unclaim:
+    if (o) {
+        if (a->target_g) (void)tp_metrics_unregister(o->reg, a->target_g);
+        if (a->changes_c) (void)tp_metrics_unregister(o->reg, a->changes_c);
+        tp__store_release(&o->autoscale, NULL);
+    }
+err_destroy_cond:
+    pthread_cond_destroy(&a->cond);
+err_destroy_lock:
+    pthread_mutex_destroy(&a->lock);
+err_free:
+    free(a);
+    return err;
+}
+
+TP_API void tp_autoscale_stop(tp_autoscale *a) {
+    if (!a) return;
+    pthread_mutex_lock(&a->lock);
+    a->stop = true;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->thread, NULL);
+    if (a->o) {
+        if (a->target_g) (void)tp_metrics_unregister(a->o->reg, a->target_g);
+        if (a->changes_c) (void)tp_metrics_unregister(a->o->reg, a->changes_c);
+        /* release: see tp_autoscale_start */
+        tp__store_release(&a->o->autoscale, NULL);
+    }
+    pthread_cond_destroy(&a->cond);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+TP_API void tp_autoscale_stats(tp_autoscale *a, struct tp_autoscale_stats *out) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!a) return;
+    out->target = tp__load_relaxed(&a->target);
+    out->ticks = tp__load_relaxed(&a->ticks);
+    out->changes = tp__load_relaxed(&a->changes);
+    out->ups = tp__load_relaxed(&a->ups);
+    out->downs = tp__load_relaxed(&a->downs);
+    out->last_cpu_util = bitsd(tp__load_relaxed(&a->util_bits));
+    out->last_throughput = bitsd(tp__load_relaxed(&a->tput_bits));
+}

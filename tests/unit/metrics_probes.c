@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * USDT probes (src/internal/probes.h): TP_PROBE with 0..6 arguments builds;
+ * with <sys/sdt.h> the probes land as stapsdt ELF notes of provider
+ * "tripool" (what perf/bpftrace list), including the endpoint's scrape probe.
+ * TP_TEST_TIMEOUT: 30
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "internal/probes.h"
+#include "tripool/metrics.h"
+
+static int count_notes(const char *name) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "readelf -n /proc/%d/exe 2>/dev/null | grep -A2 'Provider: tripool' | grep -c "
+             "'Name: %s$'",
+             (int)getpid(), name);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int n = 0;
+    if (fscanf(p, "%d", &n) != 1) n = 0;
+    pclose(p);
+    return n;
+}
+
+static void test_probes(void **state) {
+    int a = 1;
+    long b = 2;
+    void *c = &a;
+    TP_PROBE(test_p0);
+    TP_PROBE(test_p1, a);
+    TP_PROBE(test_p3, a, b, c);
+    TP_PROBE(test_p6, a, b, c, a, b, c);
+#ifdef TP_HAVE_PROBES
+    if (system("command -v readelf >/dev/null 2>&1") != 0) skip();
+    assert_int_equal(count_notes("test_p0"), 1);
+    assert_int_equal(count_notes("test_p3"), 1);
+    assert_int_equal(count_notes("test_p6"), 1);
+    /* the metrics module's own probe, linked in with the server */
+    assert_true(count_notes("metrics_scrape") >= 1);
+#endif
+    /* keep the server (and its probe) linked */
+    tp_metrics_server_stop(NULL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_probes)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
