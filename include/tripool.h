@@ -13,6 +13,8 @@
 #include "tripool/common.h"
 #include "tripool/ctx.h"
 #include "tripool/fd.h"
+#include "tripool/metrics.h"
+#include "tripool/obs.h"
 #include "tripool/pool.h"
 #include "tripool/timer.h"
 
