@@ -100,7 +100,7 @@ struct tp_ctx {
     const void *key;      /* immutable */
     void *val;            /* immutable */
     bool linked;          /* in parent->children; set before publication */
-    bool has_timer;       /* `timer` was started; set before publication */
+    bool has_timer;       /* `timer` is armed; set before it starts */
     pthread_mutex_t lock; /* protects children, nchildren, cbs */
     tp_ctx *children;
     size_t nchildren;
@@ -406,6 +406,11 @@ static void cancel_impl(tp_ctx *c, int err) {
         pthread_mutex_unlock(&x->lock);
         ctx_unpin(x);
     }
+    /* A cancelled context no longer needs its deadline: give the heap slot
+     * back now rather than at the last release. (Only for the root of this
+     * cancel, which the caller keeps alive; descendants keep theirs until
+     * released. When the timer is what cancels, it is running: skip.) */
+    if (err != -ETIMEDOUT && c->has_timer) tp__timer_stop(&c->timer);
     cb_run_list(run);
 }
 
@@ -468,12 +473,15 @@ static int ctx_new(tp_ctx *parent, uint64_t deadline, const void *key, void *val
 
     if (!err && own_deadline) {
         tp__timer_init(&c->timer, ctx_timer_fire, c);
+        /* Set before the start: the timer thread may read it from then on
+         * (ordered by the service lock). */
+        c->has_timer = true;
         int terr = tp__timer_start(NULL, &c->timer, deadline);
         if (terr) {
+            c->has_timer = false; /* never started; no one else saw c yet */
             tp_ctx_release(c);
             return terr;
         }
-        c->has_timer = true;
     }
     *out = c;
     return 0;

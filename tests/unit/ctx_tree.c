@@ -110,8 +110,11 @@ static void test_deadline_min_and_timeout(void **state) {
     tp_ctx_release(t);
 
     /* Cancel first, then the deadline passes: still -ECANCELED. */
+    size_t pending = tp_timers_pending(NULL);
     assert_int_equal(tp_ctx_with_timeout(NULL, 5 * TP_NSEC_PER_MSEC, &t), 0);
+    assert_int_equal(tp_timers_pending(NULL), pending + 1);
     tp_ctx_cancel(t);
+    assert_int_equal(tp_timers_pending(NULL), pending); /* slot given back at cancel */
     tp_test_sleep_ms(20);
     assert_int_equal(tp_ctx_err(t), -ECANCELED);
     tp_ctx_release(t);
