@@ -72,9 +72,12 @@ TP_API void tp_ctx_release(tp_ctx *c);
  * fn(arg) runs exactly once, on the thread that makes c done (or at once on
  * the registering thread if c is already done), never with a context lock
  * held, so it may call any tp_ctx function, including tp_ctx_cancel().
- * If out is non-NULL it receives a handle that must be given back with
- * tp_ctx_cb_stop(), which also prevents the call if it has not started.
- * Returns 0, -EINVAL or -ENOMEM. */
+ * When a deadline makes c done, that thread is the timer service's: keep
+ * fn short. Callbacks of one context run newest first. A registered callback
+ * keeps c's memory alive until it has run or been stopped (c == NULL means
+ * the background: never runs). If out is non-NULL it receives a handle that
+ * must be given back with tp_ctx_cb_stop(), which also prevents the call if
+ * it has not started. Returns 0, -EINVAL or -ENOMEM. */
 typedef void (*tp_ctx_fn)(void *arg);
 typedef struct tp_ctx_cb tp_ctx_cb;
 TP_API TP_MUST_USE int tp_ctx_on_done(tp_ctx *c, tp_ctx_fn fn, void *arg, tp_ctx_cb **out);
@@ -85,8 +88,9 @@ TP_API TP_MUST_USE int tp_ctx_on_done(tp_ctx *c, tp_ctx_fn fn, void *arg, tp_ctx
  * itself). */
 TP_API bool tp_ctx_cb_stop(tp_ctx_cb *cb);
 
-/* Number of live children linked under c (children released by their owner
- * and freed are not counted). For diagnostics and tests. */
+/* Number of children linked under c: created while c was not done and not
+ * yet freed (a released child whose own children still hold it counts).
+ * Children of the background are not linked (0). For diagnostics and tests. */
 TP_API size_t tp_ctx_child_count(tp_ctx *c);
 
 /* ---- values ----------------------------------------------------------------
