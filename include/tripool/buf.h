@@ -11,9 +11,10 @@
  *
  * Each thread keeps a small cache per pool in front of a shared depot (one
  * lock per class); a thread that exits hands its cache back. Buffers idle in
- * the pool are aged: every tick (tp_bufpool_tick() or every tick_ops depot
- * operations) moves idle buffers to a victim tier and frees what stayed idle
- * for two ticks. Buffers reserved by tp_bufpool_prewarm() are never aged out.
+ * the pool are aged: every tick (tp_bufpool_tick(), every tick_ops depot
+ * operations, or every tick_interval_ns on the timer service) moves idle
+ * buffers to a victim tier and frees what stayed idle for two ticks. Buffers reserved by
+ * tp_bufpool_prewarm() are never aged out.
  *
  * Memory bounds:
  *  - max_retained: idle bytes kept by the pool (depot and thread caches)
@@ -36,6 +37,7 @@
 
 #include "tripool/common.h"
 #include "tripool/ctx.h"
+#include "tripool/timer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -72,25 +74,27 @@ typedef struct tp_buf {
 typedef void (*tp_buf_reset_fn)(tp_buf *b, void *arg);
 
 typedef struct tp_bufpool_opts {
-    size_t max_retained;     /* idle bytes kept; default 256 MiB; 0 = keep none */
-    size_t max_inuse;        /* bytes handed out at a time; default 0 = no cap */
-    bool block_on_cap;       /* tp_buf_get over max_inuse waits instead of failing */
-    bool page_aligned;       /* data page-aligned in every class (O_DIRECT) */
-    bool zero_on_get;        /* data zeroed on every get */
-    tp_buf_reset_fn reset;   /* reset hook on reuse; may be NULL */
-    void *reset_arg;         /* passed to reset */
-    bool debug;              /* poison put buffers, detect double put, foreign and
-                                other pools' buffers (abort with a message) */
-    bool passthrough;        /* plain allocate/free on every get/put, no retention */
-    bool thread_cache;       /* per-thread caches; default true */
-    size_t cache_bytes;      /* per thread, per class cache limit; default 1 MiB,
-                                at most max_retained / 8 (at least one buffer, at
-                                most 32); 0 = no thread caches */
-    uint64_t tick_ops;       /* auto tick every N depot operations; default 65536;
-                                0 = only explicit ticks */
-    bool outlier_rule;       /* 95th-percentile rule; default true */
-    uint64_t calibrate_gets; /* gets between recalibrations; default 10000 */
-    const char *name;        /* label; copied */
+    size_t max_retained;       /* idle bytes kept; default 256 MiB; 0 = keep none */
+    size_t max_inuse;          /* bytes handed out at a time; default 0 = no cap */
+    bool block_on_cap;         /* tp_buf_get over max_inuse waits instead of failing */
+    bool page_aligned;         /* data page-aligned in every class (O_DIRECT) */
+    bool zero_on_get;          /* data zeroed on every get */
+    tp_buf_reset_fn reset;     /* reset hook on reuse; may be NULL */
+    void *reset_arg;           /* passed to reset */
+    bool debug;                /* poison put buffers, detect double put, foreign and
+                                  other pools' buffers (abort with a message) */
+    bool passthrough;          /* plain allocate/free on every get/put, no retention */
+    bool thread_cache;         /* per-thread caches; default true */
+    size_t cache_bytes;        /* per thread, per class cache limit; default 1 MiB,
+                                  at most max_retained / 8 (at least one buffer, at
+                                  most 32); 0 = no thread caches */
+    uint64_t tick_ops;         /* auto tick every N depot operations; default 65536;
+                                  0 = only explicit ticks */
+    uint64_t tick_interval_ns; /* also tick from a timer every interval; default 0 = off */
+    tp_timers *timers;         /* service for those ticks; NULL = the default service */
+    bool outlier_rule;         /* 95th-percentile rule; default true */
+    uint64_t calibrate_gets;   /* gets between recalibrations; default 10000 */
+    const char *name;          /* label; copied */
     /* More fields may be added; always start from tp_bufpool_opts_init(). */
 } tp_bufpool_opts;
 

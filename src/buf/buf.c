@@ -45,7 +45,7 @@
  * id matches again. These three globals are the one exception to "no
  * globals": thread-exit hooks are per process.
  *
- * Lock order: tick_mu -> g_mu -> depot[c].mu. wait_mu and dbg_mu are leaves
+ * Lock order: timer_mu -> tick_mu -> g_mu -> depot[c].mu. wait_mu and dbg_mu are leaves
  * (nothing is taken while holding them).
  *
  * Shared fields and what protects them:
@@ -156,6 +156,10 @@ struct tp_bufpool {
     pthread_cond_t wait_cv;
 
     struct tcache *caches; /* g_mu */
+
+    pthread_mutex_t timer_mu;
+    tp_timer *timer; /* timer_mu: the pending periodic tick, NULL when none */
+    bool closing;    /* timer_mu: destroy started, do not re-arm */
 
     pthread_mutex_t dbg_mu;
     void *dbg_root; /* dbg_mu: tsearch tree of buffers handed out or retained */
@@ -903,6 +907,26 @@ TP_API size_t tp_bufpool_tick(tp_bufpool *bp) {
     return n;
 }
 
+/* The periodic tick on the timer service thread. It re-arms itself under
+ * timer_mu; destroy sets closing under timer_mu and then cancels the pending
+ * handle (waiting for a running call), so no tick runs after destroy. */
+static void timer_tick(void *arg) {
+    tp_bufpool *bp = arg;
+    pthread_mutex_lock(&bp->timer_mu);
+    if (bp->closing) {
+        pthread_mutex_unlock(&bp->timer_mu);
+        return;
+    }
+    tp_timer *self = bp->timer;
+    bp->timer = NULL;
+    tp_bufpool_tick(bp);
+    tp_timer_cancel(self); /* from its own callback: gives the handle back */
+    tp_timer *next = NULL;
+    if (tp_timer_add_after(bp->o.timers, bp->o.tick_interval_ns, timer_tick, bp, &next) == 0)
+        bp->timer = next;
+    pthread_mutex_unlock(&bp->timer_mu);
+}
+
 TP_API int tp_bufpool_prewarm(tp_bufpool *bp, size_t size, size_t count, bool populate) {
     if (!bp) return -EINVAL;
     unsigned c = class_of(size);
@@ -1054,10 +1078,21 @@ TP_API int tp_bufpool_create(tp_bufpool **out, const tp_bufpool_opts *opts) {
     pthread_mutex_init(&bp->tick_mu, NULL);
     pthread_mutex_init(&bp->wait_mu, NULL);
     pthread_mutex_init(&bp->dbg_mu, NULL);
+    pthread_mutex_init(&bp->timer_mu, NULL);
     int err = tp__cond_init_monotonic(&bp->wait_cv);
     if (err) {
         free(bp);
         return err;
+    }
+    if (o.tick_interval_ns) {
+        pthread_mutex_lock(&bp->timer_mu);
+        err = tp_timer_add_after(o.timers, o.tick_interval_ns, timer_tick, bp, &bp->timer);
+        pthread_mutex_unlock(&bp->timer_mu);
+        if (err) {
+            pthread_cond_destroy(&bp->wait_cv);
+            free(bp);
+            return err;
+        }
     }
     *out = bp;
     return 0;
@@ -1065,6 +1100,12 @@ TP_API int tp_bufpool_create(tp_bufpool **out, const tp_bufpool_opts *opts) {
 
 TP_API void tp_bufpool_destroy(tp_bufpool *bp) {
     if (!bp) return;
+    pthread_mutex_lock(&bp->timer_mu);
+    bp->closing = true;
+    tp_timer *tm = bp->timer;
+    bp->timer = NULL;
+    pthread_mutex_unlock(&bp->timer_mu);
+    if (tm) tp_timer_cancel(tm); /* waits for a tick that is running */
     /* Detach every thread cache; their owners free the structs later. */
     pthread_mutex_lock(&g_mu);
     for (struct tcache *tc = bp->caches; tc; tc = tc->pnext) {
@@ -1087,6 +1128,7 @@ TP_API void tp_bufpool_destroy(tp_bufpool *bp) {
     pthread_mutex_destroy(&bp->tick_mu);
     pthread_mutex_destroy(&bp->wait_mu);
     pthread_mutex_destroy(&bp->dbg_mu);
+    pthread_mutex_destroy(&bp->timer_mu);
     pthread_cond_destroy(&bp->wait_cv);
     free(bp);
 }

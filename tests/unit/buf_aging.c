@@ -199,6 +199,36 @@ static void test_other_thread_cache_aged(void **st) {
     pthread_cond_destroy(&o.cv);
 }
 
+/* Ticks from the timer service free idle buffers with no caller help. */
+static void test_timer_ticks(void **st) {
+    (void)st;
+    tp_bufpool_opts o;
+    tp_bufpool_opts_init(&o);
+    o.tick_interval_ns = 5 * TP_NSEC_PER_MSEC;
+    o.thread_cache = false; /* this thread's cache would wait for its next call */
+    tp_bufpool *bp = NULL;
+    assert_int_equal(tp_bufpool_create(&bp, &o), 0);
+    tp_buf *b[3];
+    for (int i = 0; i < 3; i++)
+        b[i] = tp_buf_get(bp, 4096);
+    for (int i = 0; i < 3; i++)
+        tp_buf_put(bp, b[i]);
+    TP_TEST_WAIT_FOR(retained(bp) == 0, 20000);
+    struct tp_bufpool_stats s;
+    tp_bufpool_stats(bp, &s);
+    assert_int_equal(s.total.retained, 0);
+    assert_int_equal(s.aged, 3);
+    assert_true(s.ticks >= 2);
+    tp_bufpool_destroy(bp); /* cancels the pending tick */
+    /* Destroy right after create, many times: no tick runs on a freed pool. */
+    o.tick_interval_ns = 1000;
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(tp_bufpool_create(&bp, &o), 0);
+        if (i % 2) tp_test_sleep_ms(1);
+        tp_bufpool_destroy(bp);
+    }
+}
+
 static void test_outlier_rule(void **st) {
     (void)st;
     tp_bufpool_opts o;
@@ -240,7 +270,7 @@ int main(void) {
         cmocka_unit_test(test_two_ticks),       cmocka_unit_test(test_rescue),
         cmocka_unit_test(test_prewarm_reserve), cmocka_unit_test(test_prewarm_populate),
         cmocka_unit_test(test_op_count_ticks),  cmocka_unit_test(test_other_thread_cache_aged),
-        cmocka_unit_test(test_outlier_rule),
+        cmocka_unit_test(test_timer_ticks),     cmocka_unit_test(test_outlier_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
