@@ -12,11 +12,12 @@
  *
  * Lifetime: `counts` packs two counters in one atomic word: the low 32 bits
  * are user references (the creator's, tp_ctx_retain()), the high 32 bits are
- * internal pins: one per linked-or-not child (a child keeps its parent alive
- * for value lookups), one per registered callback handle, and short-lived
- * pins taken by a canceller while it walks the tree. The context is freed
- * when the whole word reaches 0. Keeping user references apart lets debug
- * builds catch a release of a context that has no user reference left even
+ * internal pins: one per child, linked or not (a child keeps its parent
+ * alive for value lookups), one per callback record until it is disposed of
+ * (including tp_ctx_wait()'s), and short-lived pins taken by a canceller
+ * while it walks the tree and by a firing deadline. The context is freed
+ * when the whole word reaches 0. Keeping user references apart lets every
+ * build catch a release of a context that has no user reference left even
  * while internal pins keep the memory alive. Freeing stops the context's
  * timer, unlinks it from the parent (so long-lived parents do not collect
  * dead children) and drops its pin on the parent - iteratively, so deep
@@ -35,12 +36,14 @@
  * child's err, moves its callbacks to a private run list and queues it if it
  * has children. Children already done are skipped: whoever made them done
  * walks their subtree. A child whose counts are 0 is being freed and has no
- * children or callbacks left; it is skipped. Callbacks run after every lock
+ * children or callbacks left; it is not queued. Callbacks run after every lock
  * is dropped, so they may call any tp_ctx function.
  *
  * Deadlines: a context whose own deadline is earlier than its parent's
  * effective deadline embeds a timer node on the process-wide timer service;
- * otherwise the parent's cancel reaches it. The timer callback pins the
+ * otherwise the parent's cancel reaches it. A context whose effective
+ * deadline has passed at creation is born done. tp_ctx_cancel() stops the
+ * root's timer once its err is set (no lock held). The timer callback pins the
  * context only if it is still alive (counts != 0); freeing stops the timer
  * first, which waits for a running callback, so the callback never sees a
  * freed context.
@@ -63,9 +66,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tripool/ctx.h"
 #include <stdint.h>
 
+#include "tripool/ctx.h"
 #include "internal/atomic.h"
 #include "internal/os.h"
 #include "ctx/timer_internal.h"
