@@ -252,8 +252,24 @@ static bool ring_pop(tp_pool *p, tp_task_fn *fn, void **arg, uint64_t *t_enq) {
     /* release: our reads of the slot happen before the next submitter's
      * writes. */
     tp__store_release(&s->seq, pos + p->cap);
-    uint64_t depth = (tp__load_relaxed(&p->enq) & ~CLOSED_BIT) - pos;
+    /* Depth before this pop, for the peak. acquire orders the deq load
+     * after the enq load, so the difference never exceeds the true depth
+     * (deq only grows); + 1 for our task, capped at the bound. */
+    uint64_t e = tp__load_acquire(&p->enq) & ~CLOSED_BIT;
+    uint64_t dq = tp__load_relaxed(&p->deq);
+    uint64_t depth = (e > dq ? e - dq : 0) + 1;
+    if (depth > p->limit) depth = p->limit;
     if (depth > tp__load_relaxed(&p->peak_queued)) tp__max_relaxed(&p->peak_queued, depth);
+    /* seq_cst: pairs with blocked submitters counting themselves before
+     * re-reading deq. Wake them only once the ring has drained to half:
+     * one wake-up then refills many slots instead of ping-ponging a
+     * sleeping submitter once per task. The ring drains to empty while
+     * anyone is blocked, so some pop always crosses the mark. */
+    if (atomic_load_explicit(&p->nblocked, SEQ_CST) && depth - 1 <= p->limit / 2) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_signal(&p->notfull);
+        pthread_mutex_unlock(&p->mu);
+    }
     return true;
 }
 
@@ -500,6 +516,19 @@ enum { PARK_WOKEN, PARK_RECHECK, PARK_EXIT };
 /* The worker is counted spinning and saw an empty ring. */
 static int park(tp_pool *p, worker *w) {
     pthread_mutex_lock(&p->mu);
+    if (tp__load_relaxed(&p->nworkers) > tp__load_relaxed(&p->max_workers)) {
+        /* Surplus after a shrink. seq_cst: stop counting as a spinner
+         * before worker_may_leave_locked re-checks the ring (Dekker). */
+        atomic_fetch_sub_explicit(&p->idle_spin, SPIN1, SEQ_CST);
+        if (worker_may_leave_locked(p)) {
+            worker_retire_locked(p, w);
+            pthread_mutex_unlock(&p->mu);
+            return PARK_EXIT;
+        }
+        tp__add_relaxed(&p->idle_spin, SPIN1);
+        pthread_mutex_unlock(&p->mu);
+        return PARK_RECHECK;
+    }
     idle_push_locked(p, w);
     w->wake = false;
     /* seq_cst: worker half of the Dekker pair (announce idle, then look). */
@@ -578,12 +607,6 @@ static void *worker_main(void *arg) {
         void *targ;
         uint64_t t_enq;
         if (ring_pop(p, &fn, &targ, &t_enq)) {
-            /* seq_cst: pairs with blocked submitters counting themselves. */
-            if (atomic_load_explicit(&p->nblocked, SEQ_CST)) {
-                pthread_mutex_lock(&p->mu);
-                pthread_cond_signal(&p->notfull);
-                pthread_mutex_unlock(&p->mu);
-            }
             if (spinning) {
                 spinning = false;
                 uint64_t old = atomic_fetch_sub_explicit(&p->idle_spin, SPIN1, SEQ_CST);
@@ -1040,6 +1063,15 @@ TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers) {
         return -EINVAL;
     pthread_mutex_lock(&p->mu);
     tp__store_relaxed(&p->max_workers, max_workers);
+    /* Shrink: wake surplus parked workers; park() lets them leave. */
+    unsigned live = tp__load_relaxed(&p->nworkers);
+    for (unsigned i = max_workers; i < live && p->idle; i++) {
+        worker *w = p->idle;
+        idle_remove_locked(p, w);
+        w->wake = true;
+        tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
+        pthread_cond_signal(&w->cond);
+    }
     if (!p->close_started) {
         uint64_t want = ring_depth_sc(p);
         while (want > 0 && tp__load_relaxed(&p->nworkers) < max_workers) {
