@@ -13,8 +13,8 @@
  * lock per class); a thread that exits hands its cache back. Buffers idle in
  * the pool are aged: every tick (tp_bufpool_tick(), every tick_ops depot
  * operations, or every tick_interval_ns on the timer service) moves idle
- * buffers to a victim tier and frees what stayed idle for two ticks. Buffers reserved by
- * tp_bufpool_prewarm() are never aged out.
+ * buffers to a victim tier and frees what stayed idle for two ticks. Buffers
+ * reserved by tp_bufpool_prewarm() are never aged out.
  *
  * Memory bounds:
  *  - max_retained: idle bytes kept by the pool (depot and thread caches)
@@ -132,8 +132,8 @@ struct tp_bufpool_stats {
 
 TP_API void tp_bufpool_opts_init(tp_bufpool_opts *o);
 
-/* Create a pool. opts NULL = defaults. Returns 0, -EINVAL (out NULL, both
- * passthrough and caches off is fine; absurd values) or -ENOMEM. */
+/* Create a pool. opts NULL = defaults. Returns 0, -EINVAL (out NULL),
+ * -ENOMEM, or the timer service's error when tick_interval_ns is set. */
 TP_API TP_MUST_USE int tp_bufpool_create(tp_bufpool **out, const tp_bufpool_opts *opts);
 
 /* A buffer with cap >= min_cap, len 0. Returns NULL only on ENOMEM or over

@@ -35,6 +35,11 @@
  * thread's cache (bounded, counted in the cap) waits until the thread uses the
  * pool again or exits.
  *
+ * Fast paths. tp_buf_get/tp_buf_put first try, inline, a hit/put in the
+ * cache of the thread's first slot when no option needs checks (no debug,
+ * zeroing, hook, pass-through or in-use cap) and no tick is pending; anything
+ * else goes out of line to get_impl()/put_slow(), which do the full work.
+ *
  * Threads and pools. A process-wide pthread key (created once) exists only to
  * run tls_exit() when a thread that used any pool exits; the per-thread slot
  * table (__thread) maps pool ids (never reused) to caches. g_mu protects the
