@@ -80,7 +80,9 @@
 #define IDLE_MASK UINT64_C(0xffffffff)
 #define MAX_WORKERS_LIMIT (1u << 20)
 #define MAX_QUEUE_LIMIT ((size_t)1 << 30)
+#ifndef SPIN_ROUNDS
 #define SPIN_ROUNDS 256 /* empty-ring polls before parking; see docs/pool.md */
+#endif
 
 #define FULL_YIELDS 16 /* yields before a submitter sleeps on a full ring */
 
