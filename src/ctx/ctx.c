@@ -97,8 +97,10 @@ struct tp_ctx_cb {
 struct tp_ctx {
     _Atomic uint64_t counts; /* user refs (low 32) | pins (high 32) */
     _Atomic int err;         /* 0 or the sticky reason */
+    tp_ctx *parent;          /* NULL = background; immutable */
+    /* Past the first 16 bytes, which malloc's free lists overwrite: a release
+     * of freed memory then usually still finds CTX_DEAD here. */
     uint32_t magic;
-    tp_ctx *parent;       /* NULL = background; immutable */
     uint64_t deadline;    /* effective; immutable */
     const void *key;      /* immutable */
     void *val;            /* immutable */
@@ -140,7 +142,8 @@ static void ctx_bad(const char *fn, const tp_ctx *c, const char *what) {
 static inline void ctx_check(const char *fn, const tp_ctx *c) {
     if (c->magic != CTX_MAGIC)
         ctx_bad(fn, c,
-                c->magic == CTX_DEAD ? "context used after its last release" : "not a context");
+                c->magic == CTX_DEAD ? "context used after its last release (released twice?)"
+                                     : "not a context");
 }
 
 /* ---- pins and freeing ------------------------------------------------------ */

@@ -267,6 +267,43 @@ static void test_double_release_aborts(void **state) {
     assert_non_null(strstr(buf, "released more times than retained"));
 }
 
+/* A leaf released twice: its memory is already freed at the second release,
+ * so this is best effort by nature (undefined behaviour in C). Accepted
+ * outcomes: our abort naming tp_ctx_release, or ASan's use-after-free
+ * report (ASan builds); both end in SIGABRT. */
+static void test_leaf_double_release_aborts(void **state) {
+    (void)state;
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        tp_ctx *c;
+        if (tp_ctx_with_cancel(NULL, &c)) _exit(3);
+        tp_ctx_release(c);
+        tp_ctx_release(c); /* use after free */
+        _exit(0);
+    }
+    close(pipefd[1]);
+    char buf[4096] = {0};
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof(buf) - 1 && (r = read(pipefd[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+        got += (size_t)r;
+    char drain[4096];
+    while (read(pipefd[0], drain, sizeof(drain)) > 0) {
+    }
+    close(pipefd[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_true(strstr(buf, "tp_ctx_release") || strstr(buf, "heap-use-after-free"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_runs_once),
@@ -278,6 +315,7 @@ int main(void) {
         cmocka_unit_test(test_deadline_callback),
         cmocka_unit_test(test_release_from_timer_callback),
         cmocka_unit_test(test_double_release_aborts),
+        cmocka_unit_test(test_leaf_double_release_aborts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
