@@ -16,6 +16,10 @@
  * they may add and cancel timers, including their own.
  *
  * Thread safety: every function may be called from any thread.
+ *
+ * fork(): service threads do not exist in a child process; a child that does
+ * not exec must not rely on timers (or context deadlines) created before the
+ * fork.
  */
 #ifndef TRIPOOL_TIMER_H
 #define TRIPOOL_TIMER_H
