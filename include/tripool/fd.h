@@ -175,14 +175,15 @@ TP_API void tp_fdpool_stats(tp_fdpool *fp, struct tp_fdpool_stats *out);
 TP_API int tp_fdpool_destroy(tp_fdpool *fp);
 
 /* ---- follower (tail -F) ------------------------------------------------
- * Follows a path across appends, truncation and rotation, using a lease of
- * its pool for the current file. Bytes come in file order: when the path
- * names a new file (rotation by rename + create, or deletion + create), the
- * old file is read to its end and kept for opts.grace_ns more (a writer may
- * still append to it) before the follower switches to the new file from its
- * start. Truncation (size below the read offset, as copytruncate does)
- * restarts at offset 0; bytes written and truncated away between two polls
- * cannot be seen by anyone (logrotate documents this window).
+ * Follows a path across appends, truncation and rotation, using leases of
+ * its pool. Bytes come in file order: when the path names a new file
+ * (rotation by rename + create, or deletion + create), the old file is read
+ * to its end and kept for opts.grace_ns more (a writer may still append to
+ * it) before the follower moves on to the new file from its start. Files
+ * that rotate away meanwhile are queued with their own leases (up to 8), so
+ * none is skipped. Truncation (size below the read offset, as copytruncate
+ * does) restarts at offset 0; bytes written and truncated away between two
+ * polls cannot be seen by anyone (logrotate documents this window).
  * One thread at a time may use a follower. */
 typedef struct tp_follower tp_follower;
 
@@ -201,9 +202,9 @@ struct tp_follow_stats {
 
 TP_API void tp_follow_opts_init(tp_follow_opts *o);
 
-/* Start following path (which need not exist yet). The follower keeps one
- * lease of fp while a file is open. Returns 0, -EINVAL, -ENAMETOOLONG,
- * -ENOMEM. */
+/* Start following path (which need not exist yet). The follower keeps a
+ * lease of fp per queued file (one, except right after rotations). Returns
+ * 0, -EINVAL, -ENAMETOOLONG, -ENOMEM, or the pool's acquire error. */
 TP_API TP_MUST_USE int tp_follow_open(tp_follower **out, tp_fdpool *fp, const char *path,
                                       const tp_follow_opts *opts);
 

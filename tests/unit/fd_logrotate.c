@@ -118,7 +118,9 @@ static void run_mode(const char *label, const char *mode_lines, bool copytruncat
     tp_follow_opts_init(&fo);
     fo.from_start = true;
     fo.poll_ns = 2 * TP_NSEC_PER_MSEC;
-    fo.grace_ns = 100 * TP_NSEC_PER_MSEC;
+    /* A writer between its open() and write() when logrotate renames still
+     * writes to the old file: the grace must outlast that (loaded machines). */
+    fo.grace_ns = 300 * TP_NSEC_PER_MSEC;
     tp_follower *f;
     assert_int_equal(tp_follow_open(&f, fp, g_log, &fo), 0);
 
@@ -186,8 +188,9 @@ static void run_mode(const char *label, const char *mode_lines, bool copytruncat
     if (copytruncate) {
         assert_true(fst.truncations >= 1);
         /* The copy/truncate window: a few lines per rotation (measured 2-3
-         * plain, up to ~12 under sanitizers); allow 5% of all lines. */
-        assert_true(lost <= nlines / 20);
+         * plain, up to ~12 under sanitizers); allow 10% of all lines for
+         * loaded machines, where the follower may be descheduled. */
+        assert_true(lost <= nlines / 10);
     } else {
         /* Two quick rotations may look like one to a poller (the middle
          * file is then read to its end through the lease), never more. */

@@ -283,6 +283,47 @@ static void test_follow_truncate_and_rename(void **state) {
     unlink(g_rot);
 }
 
+/* Rotations faster than the grace period: every intermediate file is
+ * queued (with its lease) and read in order, none skipped. */
+static void test_follow_rotations_during_grace(void **state) {
+    (void)state;
+    tp_fdpool *fp;
+    assert_int_equal(tp_fdpool_create(&fp, NULL), 0);
+    write_file(g_log, "a\n");
+    tp_follow_opts fo;
+    tp_follow_opts_init(&fo);
+    fo.from_start = true;
+    fo.grace_ns = TP_NSEC_PER_SEC; /* outlasts the polls below even on a slow machine */
+    tp_follower *f;
+    assert_int_equal(tp_follow_open(&f, fp, g_log, &fo), 0);
+    char buf[64];
+    assert_int_equal(follow_collect(f, buf, sizeof buf, 2), 2);
+    assert_string_equal(buf, "a\n");
+    const char *next[] = {"b\n", "c\n", "d\n"};
+    for (int i = 0; i < 3; i++) {
+        char rot[160];
+        snprintf(rot, sizeof rot, "%s.r%d", g_log, i);
+        assert_int_equal(rename(g_log, rot), 0);
+        write_file(g_log, next[i]);
+        /* One poll: notices the new file, returns nothing (the first file
+         * is still in its grace period). */
+        assert_int_equal(tp_follow_read(f, buf, sizeof buf, 0), 0);
+    }
+    assert_int_equal(follow_collect(f, buf, sizeof buf, 6), 6);
+    assert_string_equal(buf, "b\nc\nd\n");
+    struct tp_follow_stats st;
+    tp_follow_stats(f, &st);
+    assert_int_equal(st.rotations, 3);
+    tp_follow_close(f);
+    struct tp_fdpool_stats ps;
+    tp_fdpool_stats(fp, &ps);
+    assert_int_equal(ps.leased, 0);
+    assert_int_equal(tp_fdpool_destroy(fp), 0);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -f %s.r0 %s.r1 %s.r2 %s", g_log, g_log, g_log, g_log);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_follow_missing_then_created(void **state) {
     (void)state;
     tp_fdpool *fp;
@@ -310,6 +351,7 @@ int main(void) {
         cmocka_unit_test(test_inotify_overflow_falls_back),
         cmocka_unit_test(test_deletion),
         cmocka_unit_test(test_follow_truncate_and_rename),
+        cmocka_unit_test(test_follow_rotations_during_grace),
         cmocka_unit_test(test_follow_missing_then_created),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
