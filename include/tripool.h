@@ -11,7 +11,9 @@
 #define TRIPOOL_H
 
 #include "tripool/common.h"
+#include "tripool/buf.h"
 #include "tripool/ctx.h"
+#include "tripool/engine.h"
 #include "tripool/fd.h"
 #include "tripool/metrics.h"
 #include "tripool/obs.h"

@@ -1,0 +1,1402 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN - the chunked file engine.
+ *
+ * Threads. A job runs on the thread that calls tp_engine_run (the
+ * "coordinator"); the work runs on the engine's task pool (the "workers").
+ * The coordinator plans files into chunks, submits one task per chunk and
+ * consumes the results in sequence order; it is the only thread that
+ * touches a file's state (struct efile), writes output and reports.
+ *
+ * Queue and ordering. Chunks of all files of a job form one sequence. The
+ * coordinator keeps them in a ring (the reorder window) in submission order;
+ * each holds a tp_future. Consuming = waiting on the head's future, then
+ * applying its result (write compressed bytes, update a hash, add counts).
+ * The ring's length is capped (win_cap) and so is its memory: before a
+ * chunk is submitted its buffers are taken with a zero timeout from the
+ * buffer pool (whose max_inuse is max_mem); when the pool has no room the
+ * coordinator consumes the head first, which gives buffers back. The
+ * coordinator therefore never blocks on memory while holding results that
+ * would free it, and workers never take buffers (no deadlock by design).
+ *
+ * Ownership. A chunk and its buffers belong to the coordinator, move to the
+ * worker with tp_submit_future, and come back when the future is done (the
+ * future's completion is the hand-off: the pool publishes the task's writes
+ * before the wait returns). A chunk whose task was not run (context done)
+ * comes back with the context's error. Input descriptors are leases of the
+ * fd pool taken and released inside one task (never two at once, so the
+ * pool's wait cannot deadlock); output files are opened by the coordinator
+ * (one at a time) or, for foreign .zst files decoded as a stream, by the
+ * coordinator for a worker (at most MAX_STREAMS at once).
+ *
+ * Publishing. A finished output is closed and queued (r->pending, input
+ * order); a batch of up to PENDING_MAX files is made durable with one fsync
+ * (one file) or one syncfs per filesystem (many: one journal commit rather
+ * than one per file), then renamed into place, --rm applied and reported,
+ * in order. No output appears under its final name before it is complete
+ * and synced.
+ *
+ * Hash and newline count stream each chunk through a small buffer (PIECE)
+ * that stays in cache; XXH* of one file is sequential, so one task streams
+ * the whole file and files hash in parallel; crc32c chunks are combined.
+ *
+ * Cancellation. The engine's context (child of opts.ctx) is passed to every
+ * submit; cancel makes pending tasks skip, running tasks stop at their next
+ * check, and the coordinator stop planning, drain the window and unlink
+ * every temporary file.
+ *
+ * Shared fields. Statistics and progress counters in struct tp_engine are
+ * atomics, written by the coordinator, read by any thread (relaxed: they
+ * are counters with no ordering role). Everything else in a job is
+ * coordinator-only, or chunk-only while its task runs.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "engine/engine_internal.h"
+#include "internal/atomic.h"
+#include "internal/os.h"
+#include "tripool/buf.h"
+#include "tripool/fd.h"
+
+#define MAX_STREAMS 4
+#define PENDING_MAX 512                   /* outputs per batch sync */
+#define PENDING_BYTES ((uint64_t)1 << 30) /* output bytes per batch sync */
+#define MIN_CHUNK ((size_t)4096)
+#define MAX_CHUNK ((size_t)1 << 30)
+
+struct tp_engine {
+    tp_engine_opts o;
+    tp_ctx *ctx; /* child of opts.ctx, cancelled by tp_engine_cancel */
+    tp_pool *pool;
+    tp_bufpool *bp;
+    tp_fdpool *fp;
+    pthread_key_t zkey; /* per worker thread zstd contexts (struct zctx) */
+    _Atomic(uint64_t) bytes_in, bytes_out, files_ok, files_failed, chunks;
+    _Atomic(uint64_t) mem_now, mem_peak;
+    _Atomic(uint64_t) prog_done, prog_total;
+};
+
+struct zctx {
+    ZSTD_CCtx *c;
+    ZSTD_DCtx *d;
+};
+
+enum { OP_USER = 100 };
+
+/* One input file of a job. Coordinator-only. */
+struct efile {
+    char *path;
+    size_t index;
+    uint64_t size;
+    mode_t mode;
+    int err;
+    const char *err_op;
+    tp_hash_alg alg;
+    char *out;  /* final output path */
+    char *tmp;  /* temporary output path while writing */
+    int out_fd; /* -1 when none */
+    uint64_t nchunks, consumed;
+    uint64_t bytes_out, count;
+    XXH64_state_t *verify; /* compress --rm: hash of the input, checked on re-read */
+    uint32_t crc;
+    uint32_t *frames; /* compress: (compressed, decompressed) size pairs */
+    size_t nframes, frames_cap;
+    bool stream; /* decompress: one task decodes the whole file as a stream */
+    unsigned char digest[16];
+    size_t digest_len;
+    dev_t dev;   /* filesystem of the output */
+    bool synced; /* output made durable by a batch sync */
+};
+
+/* One unit of work. Coordinator-owned except while its task runs. */
+struct echunk {
+    struct run *r;
+    struct efile *f;
+    uint64_t index, off; /* off: input offset */
+    size_t len;          /* input bytes */
+    size_t dsize;        /* decompress: expected output bytes */
+    tp_buf *in, *out;
+    size_t mem; /* bytes of in + out, for the window's accounting */
+    size_t out_len;
+    int err;
+    const char *err_op;
+    uint32_t crc;
+    uint64_t count;
+    bool zero;                /* copy: all bytes zero (written as a hole) */
+    unsigned char digest[16]; /* hash of a one-chunk file */
+    tp_future *fut;
+    int stream_fd; /* stream decompress: the output, owned by the file */
+};
+
+/* A job being run. Coordinator-only, except the read-only fields
+ * (e, job, pat, patlen, user_*) that tasks read. */
+struct run {
+    tp_engine *e;
+    const tp_job *job;
+    int op;
+    const char *pat;
+    size_t patlen;
+    tp_chunk_fn user_fn;
+    void *user_arg;
+    struct echunk **win;
+    size_t win_cap, head, n;
+    unsigned streams;
+    int failed;
+    struct efile *pending[PENDING_MAX]; /* finished outputs waiting for a batch sync */
+    size_t npending;
+    uint64_t pending_bytes;
+};
+
+/* ---- options, create, destroy ------------------------------------------ */
+
+void tp_engine_opts_init(tp_engine_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof(*o));
+    o->workers = tp_usable_cpus();
+    o->chunk_size = (size_t)4 << 20;
+    o->max_mem = (size_t)256 << 20;
+    o->max_open = 64;
+}
+
+static size_t class_of(size_t n) {
+    size_t c = TP_BUF_MIN_SIZE;
+    while (c < n && c < TP_BUF_MAX_SIZE)
+        c <<= 1;
+    if (n > TP_BUF_MAX_SIZE) /* huge buffers are page-rounded */
+        c = (n + 4095) & ~(size_t)4095;
+    return c;
+}
+
+static void zctx_free(void *p) {
+    struct zctx *z = p;
+    if (!z) return;
+    ZSTD_freeCCtx(z->c);
+    ZSTD_freeDCtx(z->d);
+    free(z);
+}
+
+int tp_engine_create(tp_engine **out, const tp_engine_opts *opts) {
+    if (!out) return -EINVAL;
+    *out = NULL;
+    tp_engine_opts o;
+    if (opts)
+        o = *opts;
+    else
+        tp_engine_opts_init(&o);
+    if (o.workers == 0 || o.workers > 4096 || o.chunk_size < MIN_CHUNK ||
+        o.chunk_size > MAX_CHUNK || o.max_open == 0 || o.max_open > 1000000)
+        return -EINVAL;
+    /* Buffers in use plus buffers kept for reuse stay within max_mem: a
+     * quarter is for reuse, the rest for the window, which needs at least an
+     * input and an output buffer of the chunk's class. */
+    size_t keep = o.max_mem / 4, inuse = o.max_mem - keep;
+    if (inuse < 2 * class_of(o.chunk_size)) return -EINVAL;
+    tp_engine *e = calloc(1, sizeof(*e));
+    if (!e) return -ENOMEM;
+    e->o = o;
+    int err = tp_ctx_with_cancel(o.ctx, &e->ctx);
+    if (err) goto err_free;
+    if (pthread_key_create(&e->zkey, zctx_free) != 0) {
+        err = -EAGAIN;
+        goto err_ctx;
+    }
+    tp_pool_opts po;
+    tp_pool_opts_init(&po);
+    po.max_workers = o.workers;
+    po.name = "engine";
+    err = tp_pool_create(&e->pool, &po);
+    if (err) goto err_key;
+    tp_bufpool_opts bo;
+    tp_bufpool_opts_init(&bo);
+    bo.max_inuse = inuse;
+    bo.max_retained = keep;
+    bo.name = "engine";
+    err = tp_bufpool_create(&e->bp, &bo);
+    if (err) goto err_pool;
+    tp_fdpool_opts fo;
+    tp_fdpool_opts_init(&fo);
+    fo.max_open = o.max_open;
+    err = tp_fdpool_create(&e->fp, &fo);
+    if (err) goto err_bp;
+    *out = e;
+    return 0;
+
+err_bp:
+    tp_bufpool_destroy(e->bp);
+err_pool:
+    tp_pool_destroy(e->pool);
+err_key:
+    pthread_key_delete(e->zkey);
+err_ctx:
+    tp_ctx_release(e->ctx);
+err_free:
+    free(e);
+    return err;
+}
+
+void tp_engine_cancel(tp_engine *e) {
+    if (e) tp_ctx_cancel(e->ctx);
+}
+
+void tp_engine_destroy(tp_engine *e) {
+    if (!e) return;
+    tp_pool_destroy(e->pool); /* joins workers: their zstd contexts are freed */
+    (void)tp_fdpool_destroy(e->fp);
+    tp_bufpool_destroy(e->bp);
+    pthread_key_delete(e->zkey);
+    tp_ctx_release(e->ctx);
+    free(e);
+}
+
+tp_pool *tp_engine_pool(tp_engine *e) {
+    return e ? e->pool : NULL;
+}
+
+void tp_engine_stats(tp_engine *e, struct tp_engine_stats *s) {
+    if (!e || !s) return;
+    memset(s, 0, sizeof(*s));
+    s->bytes_in = tp__load_relaxed(&e->bytes_in);
+    s->bytes_out = tp__load_relaxed(&e->bytes_out);
+    s->files_ok = tp__load_relaxed(&e->files_ok);
+    s->files_failed = tp__load_relaxed(&e->files_failed);
+    s->chunks = tp__load_relaxed(&e->chunks);
+    s->mem_cap = e->o.max_mem;
+    s->open_cap = e->o.max_open;
+    struct tp_bufpool_stats bs;
+    tp_bufpool_stats(e->bp, &bs);
+    s->mem_peak = bs.total.peak_bytes;
+    s->buf_gets = bs.total.gets;
+    s->buf_hits = bs.total.hits;
+    struct tp_fdpool_stats fs;
+    tp_fdpool_stats(e->fp, &fs);
+    s->open_peak = fs.peak_open;
+    s->fd_hits = fs.hits;
+    s->fd_misses = fs.misses;
+    tp_pool_stats(e->pool, &s->pool);
+}
+
+void tp_engine_progress(tp_engine *e, uint64_t *done, uint64_t *total) {
+    if (!e) return;
+    if (done) *done = tp__load_relaxed(&e->prog_done);
+    if (total) *total = tp__load_relaxed(&e->prog_total);
+}
+
+/* ---- worker side ---------------------------------------------------------- */
+
+static struct zctx *zctx_get(tp_engine *e) {
+    struct zctx *z = pthread_getspecific(e->zkey);
+    if (!z) {
+        z = calloc(1, sizeof(*z));
+        if (!z) return NULL;
+        if (pthread_setspecific(e->zkey, z) != 0) {
+            free(z);
+            return NULL;
+        }
+    }
+    return z;
+}
+
+static int chunk_fail(struct echunk *c, int err, const char *op) {
+    c->err = err;
+    c->err_op = op;
+    return err;
+}
+
+/* Read the chunk's input range into c->in. */
+static int chunk_read(struct echunk *c, tp_fd *h) {
+    ssize_t n = tp_fd_pread(h, c->in->data, c->len, c->off);
+    if (n < 0) return chunk_fail(c, (int)n, "read");
+    if ((size_t)n != c->len) return chunk_fail(c, -EIO, "file shrank while reading");
+    c->in->len = c->len;
+    return 0;
+}
+
+/* Lines containing the pattern that start in this chunk; a line that runs
+ * past the chunk's end is completed by reading on from the file. */
+static int chunk_count_matches(struct echunk *c, tp_fd *h) {
+    struct run *r = c->r;
+    const char *d = (const char *)c->in->data;
+    size_t start = 0, len = c->len;
+    if (c->off > 0) {
+        char prev;
+        ssize_t n = tp_fd_pread(h, &prev, 1, c->off - 1);
+        if (n != 1) return chunk_fail(c, n < 0 ? (int)n : -EIO, "read");
+        if (prev != '\n') { /* our first bytes end a line owned by the previous chunk */
+            const char *nl = memchr(d, '\n', len);
+            start = nl ? (size_t)(nl - d) + 1 : len;
+        }
+    }
+    const char *reg = d + start;
+    size_t rlen = len - start;
+    const char *last = rlen ? memrchr(reg, '\n', rlen) : NULL;
+    size_t full = last ? (size_t)(last - reg) + 1 : 0;
+    c->count = tp__count_matches(reg, full, r->pat, r->patlen);
+    size_t tail = rlen - full;
+    if (tail == 0) return 0;
+    if (c->off + len >= c->f->size) { /* last line of the file, unterminated */
+        c->count += tp__count_matches(reg + full, tail, r->pat, r->patlen) ? 1 : 0;
+        return 0;
+    }
+    /* Complete the line: copy what we have, read on until '\n' or EOF. */
+    size_t cap = tail + 65536, have = tail;
+    char *line = malloc(cap);
+    if (!line) return chunk_fail(c, -ENOMEM, "count");
+    memcpy(line, reg + full, tail);
+    uint64_t pos = c->off + len;
+    for (;;) {
+        if (cap - have < 65536) {
+            char *nl = realloc(line, cap * 2);
+            if (!nl) {
+                free(line);
+                return chunk_fail(c, -ENOMEM, "count");
+            }
+            line = nl;
+            cap *= 2;
+        }
+        ssize_t n = tp_fd_pread(h, line + have, 65536, pos);
+        if (n < 0) {
+            free(line);
+            return chunk_fail(c, (int)n, "read");
+        }
+        char *nl = n ? memchr(line + have, '\n', (size_t)n) : NULL;
+        if (nl) {
+            have = (size_t)(nl - line);
+            break;
+        }
+        have += (size_t)n;
+        pos += (uint64_t)n;
+        if (n == 0) break;
+    }
+    c->count += tp__count_matches(line, have, r->pat, r->patlen) ? 1 : 0;
+    free(line);
+    return 0;
+}
+
+static bool all_zero(const unsigned char *p, size_t n) {
+    if (n == 0) return false;
+    return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+}
+
+static void digest_of_chunk(struct echunk *c, tp_hash_alg alg, unsigned char *out) {
+    const void *d = c->in ? (const void *)c->in->data : (const void *)"";
+    switch (alg) {
+    case TP_HASH_XXH3: {
+        XXH64_canonical_t cn;
+        XXH64_canonicalFromHash(&cn, XXH3_64bits(d, c->len));
+        memcpy(out, &cn, 8);
+        break;
+    }
+    case TP_HASH_XXH128: {
+        XXH128_canonical_t cn;
+        XXH128_canonicalFromHash(&cn, XXH3_128bits(d, c->len));
+        memcpy(out, &cn, 16);
+        break;
+    }
+    case TP_HASH_XXH64: {
+        XXH64_canonical_t cn;
+        XXH64_canonicalFromHash(&cn, XXH64(d, c->len, 0));
+        memcpy(out, &cn, 8);
+        break;
+    }
+    case TP_HASH_XXH32: {
+        XXH32_canonical_t cn;
+        XXH32_canonicalFromHash(&cn, XXH32(d, c->len, 0));
+        memcpy(out, &cn, 4);
+        break;
+    }
+    case TP_HASH_CRC32C:
+        break;
+    }
+}
+
+/* Decode a whole .zst file as a stream into c->stream_fd. */
+static int chunk_stream_decompress(struct echunk *c, tp_fd *h, struct zctx *z) {
+    tp_ctx *ctx = c->r->e->ctx;
+    if (!z->d && !(z->d = ZSTD_createDCtx())) return chunk_fail(c, -ENOMEM, "decompress");
+    ZSTD_DCtx_reset(z->d, ZSTD_reset_session_only);
+    uint64_t pos = 0;
+    size_t last = 0;
+    bool any = false;
+    for (;;) {
+        if (tp_ctx_done(ctx)) return chunk_fail(c, tp_ctx_err(ctx), "canceled");
+        ssize_t n = tp_fd_pread(h, c->in->data, c->in->cap, pos);
+        if (n < 0) return chunk_fail(c, (int)n, "read");
+        if (n == 0) break;
+        any = true;
+        pos += (uint64_t)n;
+        ZSTD_inBuffer ib = {c->in->data, (size_t)n, 0};
+        while (ib.pos < ib.size) {
+            ZSTD_outBuffer ob = {c->out->data, c->out->cap, 0};
+            last = ZSTD_decompressStream(z->d, &ob, &ib);
+            if (ZSTD_isError(last)) return chunk_fail(c, -EBADMSG, "not zstd data or corrupt");
+            size_t w = 0;
+            while (w < ob.pos) {
+                ssize_t k = write(c->stream_fd, (char *)ob.dst + w, ob.pos - w);
+                if (k < 0) {
+                    if (errno == EINTR) continue;
+                    return chunk_fail(c, -errno, "write");
+                }
+                w += (size_t)k;
+            }
+            c->out_len += ob.pos;
+        }
+    }
+    if (!any || last != 0) return chunk_fail(c, -EBADMSG, "truncated zstd data");
+    return 0;
+}
+
+/* Hash and newline count stream the chunk through a small buffer
+ * (PIECE bytes, stays in cache) instead of holding the whole chunk. */
+#define PIECE ((size_t)256 << 10)
+
+static bool piecewise(const struct run *r) {
+    return r->op == TP_OP_HASH || (r->op == TP_OP_COUNT && !r->pat);
+}
+
+static int chunk_pieces(struct echunk *c, tp_fd *h) {
+    struct efile *f = c->f;
+    tp_ctx *ctx = c->r->e->ctx;
+    XXH3_state_t *x3 = NULL;
+    XXH64_state_t *x64 = NULL;
+    XXH32_state_t *x32 = NULL;
+    bool hash = c->r->op == TP_OP_HASH;
+    int err = 0;
+    if (hash && (f->alg == TP_HASH_XXH3 || f->alg == TP_HASH_XXH128)) {
+        if (!(x3 = XXH3_createState())) return chunk_fail(c, -ENOMEM, "hash state");
+        if (f->alg == TP_HASH_XXH3)
+            XXH3_64bits_reset(x3);
+        else
+            XXH3_128bits_reset(x3);
+    } else if (hash && f->alg == TP_HASH_XXH64) {
+        if (!(x64 = XXH64_createState())) return chunk_fail(c, -ENOMEM, "hash state");
+        XXH64_reset(x64, 0);
+    } else if (hash && f->alg == TP_HASH_XXH32) {
+        if (!(x32 = XXH32_createState())) return chunk_fail(c, -ENOMEM, "hash state");
+        XXH32_reset(x32, 0);
+    }
+    uint64_t pos = c->off, end = c->off + c->len;
+    while (pos < end) {
+        if ((err = tp_ctx_err(ctx)) != 0) {
+            chunk_fail(c, err, "canceled");
+            break;
+        }
+        size_t n = end - pos < c->in->cap ? (size_t)(end - pos) : c->in->cap;
+        ssize_t k = tp_fd_pread(h, c->in->data, n, pos);
+        if (k < 0 || (size_t)k != n) {
+            err =
+                chunk_fail(c, k < 0 ? (int)k : -EIO, k < 0 ? "read" : "file shrank while reading");
+            break;
+        }
+        const unsigned char *d = c->in->data;
+        if (!hash)
+            c->count += tp_count_newlines(d, n);
+        else if (f->alg == TP_HASH_CRC32C)
+            c->crc = tp_crc32c(c->crc, d, n);
+        else if (f->alg == TP_HASH_XXH3)
+            XXH3_64bits_update(x3, d, n);
+        else if (f->alg == TP_HASH_XXH128)
+            XXH3_128bits_update(x3, d, n);
+        else if (x64)
+            XXH64_update(x64, d, n);
+        else
+            XXH32_update(x32, d, n);
+        pos += n;
+    }
+    if (!err && hash) {
+        if (f->alg == TP_HASH_XXH3) {
+            XXH64_canonical_t cn;
+            XXH64_canonicalFromHash(&cn, XXH3_64bits_digest(x3));
+            memcpy(c->digest, &cn, 8);
+        } else if (f->alg == TP_HASH_XXH128) {
+            XXH128_canonical_t cn;
+            XXH128_canonicalFromHash(&cn, XXH3_128bits_digest(x3));
+            memcpy(c->digest, &cn, 16);
+        } else if (x64) {
+            XXH64_canonical_t cn;
+            XXH64_canonicalFromHash(&cn, XXH64_digest(x64));
+            memcpy(c->digest, &cn, 8);
+        } else if (x32) {
+            XXH32_canonical_t cn;
+            XXH32_canonicalFromHash(&cn, XXH32_digest(x32));
+            memcpy(c->digest, &cn, 4);
+        }
+    }
+    XXH3_freeState(x3);
+    XXH64_freeState(x64);
+    XXH32_freeState(x32);
+    return err;
+}
+
+static int chunk_task(void *arg) {
+    struct echunk *c = arg;
+    struct run *r = c->r;
+    tp_engine *e = r->e;
+    int err = tp_ctx_err(e->ctx);
+    if (err) return chunk_fail(c, err, "canceled");
+    if (r->op == TP_OP_HASH && c->f->nchunks == 1 && c->len == 0) {
+        digest_of_chunk(c, c->f->alg, c->digest); /* empty file: nothing to read */
+        return 0;
+    }
+    tp_fd *h = NULL;
+    err = tp_fd_acquire(e->fp, c->f->path, O_RDONLY, 0, &h);
+    if (err) return chunk_fail(c, err, "open");
+    struct zctx *z = NULL;
+    if (r->op == TP_OP_COMPRESS || r->op == TP_OP_DECOMPRESS) {
+        z = zctx_get(e);
+        if (!z) {
+            err = chunk_fail(c, -ENOMEM, "zstd context");
+            goto out;
+        }
+    }
+    if (r->op == TP_OP_DECOMPRESS && c->f->stream) {
+        err = chunk_stream_decompress(c, h, z);
+        goto out;
+    }
+    if (piecewise(r)) {
+        err = chunk_pieces(c, h);
+        goto out;
+    }
+    if (c->len && (err = chunk_read(c, h)) < 0) goto out;
+    switch (r->op) {
+    case TP_OP_HASH: /* piecewise */
+        break;
+    case TP_OP_COUNT:
+        if (c->len) err = chunk_count_matches(c, h);
+        break;
+    case TP_OP_COPY:
+        c->zero = all_zero(c->in->data, c->len);
+        break;
+    case TP_OP_COMPRESS: {
+        if (!z->c && !(z->c = ZSTD_createCCtx())) {
+            err = chunk_fail(c, -ENOMEM, "zstd context");
+            break;
+        }
+        ZSTD_CCtx_reset(z->c, ZSTD_reset_session_and_parameters);
+        ZSTD_CCtx_setParameter(z->c, ZSTD_c_compressionLevel, r->job->level);
+        ZSTD_CCtx_setParameter(z->c, ZSTD_c_checksumFlag, 1);
+        size_t n = ZSTD_compress2(z->c, c->out->data, c->out->cap, c->in->data, c->len);
+        if (ZSTD_isError(n))
+            err = chunk_fail(c, -EIO, "compress");
+        else
+            c->out_len = n;
+        break;
+    }
+    case TP_OP_DECOMPRESS: {
+        if (!z->d && !(z->d = ZSTD_createDCtx())) {
+            err = chunk_fail(c, -ENOMEM, "zstd context");
+            break;
+        }
+        size_t n = ZSTD_decompressDCtx(z->d, c->out->data, c->dsize, c->in->data, c->len);
+        if (ZSTD_isError(n) || n != c->dsize)
+            err = chunk_fail(c, -EBADMSG, "corrupt zstd frame");
+        else
+            c->out_len = n;
+        break;
+    }
+    case OP_USER:
+        err = r->user_fn(r->user_arg, c->index, c->off, c->in->data, c->len);
+        if (err < 0) chunk_fail(c, err, "callback");
+        break;
+    }
+out:
+    tp_fd_release(e->fp, h);
+    return err < 0 ? err : 0;
+}
+
+/* ---- coordinator side ------------------------------------------------------ */
+
+static void mem_add(tp_engine *e, size_t n) {
+    uint64_t now = tp__add_relaxed(&e->mem_now, n) + n;
+    tp__max_relaxed(&e->mem_peak, now);
+}
+
+static void chunk_free(struct run *r, struct echunk *c) {
+    tp_engine *e = r->e;
+    if (c->in) tp_buf_put(e->bp, c->in);
+    if (c->out) tp_buf_put(e->bp, c->out);
+    tp__sub_relaxed(&e->mem_now, c->mem);
+    free(c);
+}
+
+/* Take a buffer of n bytes without waiting; consume the window's head while
+ * the buffer pool is at its cap. */
+static void consume_head(struct run *r);
+
+static int get_buf(struct run *r, size_t n, tp_buf **out) {
+    for (;;) {
+        int err = tp_buf_get_timeout(r->e->bp, n, 0, out);
+        if (err != -EAGAIN) return err;
+        if (r->n == 0) /* nothing of ours to give back: someone else holds the memory */
+            return tp_buf_get_timeout(r->e->bp, n, 10 * TP_NSEC_PER_SEC, out);
+        consume_head(r);
+    }
+}
+
+static char *str_cat(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 1);
+    if (s) {
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb + 1);
+    }
+    return s;
+}
+
+/* Create the temporary output next to f->out; sets f->tmp and f->out_fd. */
+static int open_tmp(struct efile *f) {
+    const char *slash = strrchr(f->out, '/');
+    size_t dl = slash ? (size_t)(slash - f->out) + 1 : 0;
+    const char *base = f->out + dl;
+    size_t need = dl + 1 + strlen(base) + sizeof(".tp.XXXXXX");
+    f->tmp = malloc(need);
+    if (!f->tmp) return -ENOMEM;
+    snprintf(f->tmp, need, "%.*s.%s.tp.XXXXXX", (int)dl, f->out, base);
+    int fd = mkostemp(f->tmp, O_CLOEXEC);
+    if (fd < 0) {
+        int err = -errno;
+        free(f->tmp);
+        f->tmp = NULL;
+        return err;
+    }
+    (void)fchmod(fd, f->mode & 07777);
+    f->out_fd = fd;
+    return 0;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+    const char *s = p;
+    while (n) {
+        ssize_t k = write(fd, s, n);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        s += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static void file_fail(struct efile *f, int err, const char *op) {
+    if (!f->err) {
+        f->err = err;
+        f->err_op = op;
+    }
+}
+
+/* Decode the .zst at path and compare the XXH64 of its content. */
+static int verify_zst(const char *path, XXH64_hash_t want) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int err = 0;
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    XXH64_state_t *x = XXH64_createState();
+    size_t isz = ZSTD_DStreamInSize(), osz = ZSTD_DStreamOutSize();
+    char *ib = malloc(isz), *ob = malloc(osz);
+    if (!d || !x || !ib || !ob) {
+        err = -ENOMEM;
+        goto out;
+    }
+    XXH64_reset(x, 0);
+    size_t last = 1;
+    for (;;) {
+        ssize_t n = read(fd, ib, isz);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            err = -errno;
+            goto out;
+        }
+        if (n == 0) break;
+        ZSTD_inBuffer in = {ib, (size_t)n, 0};
+        while (in.pos < in.size) {
+            ZSTD_outBuffer o = {ob, osz, 0};
+            last = ZSTD_decompressStream(d, &o, &in);
+            if (ZSTD_isError(last)) {
+                err = -EBADMSG;
+                goto out;
+            }
+            XXH64_update(x, ob, o.pos);
+        }
+    }
+    if (last != 0 || XXH64_digest(x) != want) err = -EBADMSG;
+out:
+    free(ib);
+    free(ob);
+    XXH64_freeState(x);
+    ZSTD_freeDCtx(d);
+    close(fd);
+    return err;
+}
+
+static void file_free(struct efile *f) {
+    free(f->path);
+    free(f->out);
+    free(f->tmp);
+    XXH64_freeState(f->verify);
+    free(f->frames);
+    free(f);
+}
+
+static bool op_writes(int op) {
+    return op == TP_OP_COMPRESS || op == TP_OP_DECOMPRESS || op == TP_OP_COPY;
+}
+
+/* Rename f's output into place (it is durable unless no_fsync), apply
+ * --rm, report f and free it. */
+static void file_publish(struct run *r, struct efile *f) {
+    tp_engine *e = r->e;
+    const tp_job *j = r->job;
+    bool canceled = tp_ctx_done(e->ctx);
+    if (f->tmp) {
+        if (!f->err && canceled) file_fail(f, tp_ctx_err(e->ctx), "canceled");
+        if (!f->err && rename(f->tmp, f->out) != 0) file_fail(f, -errno, "rename");
+        if (f->err) {
+            (void)unlink(f->tmp);
+        } else if (j->remove_src) {
+            int err = 0;
+            if (r->op == TP_OP_COMPRESS) err = verify_zst(f->out, XXH64_digest(f->verify));
+            if (err)
+                file_fail(f, err, "verify (source kept)");
+            else if (unlink(f->path) != 0)
+                file_fail(f, -errno, "remove source");
+            else
+                (void)tp_fdpool_invalidate(e->fp, f->path);
+        }
+    }
+    if (!f->err && r->op == TP_OP_HASH && f->alg == TP_HASH_CRC32C) {
+        uint32_t v = f->crc;
+        unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                              (unsigned char)(v >> 8), (unsigned char)v};
+        memcpy(f->digest, b, 4);
+    }
+    bool silent = canceled && f->err == tp_ctx_err(e->ctx);
+    if (f->err)
+        tp__add_relaxed(&e->files_failed, 1);
+    else
+        tp__add_relaxed(&e->files_ok, 1);
+    if (f->err && !silent) r->failed = 1;
+    if (j->on_result && !silent) {
+        tp_file_result res = {
+            .path = f->path,
+            .index = f->index,
+            .out_path = op_writes(r->op) ? f->out : NULL,
+            .err = f->err,
+            .err_op = f->err_op,
+            .bytes_in = f->size,
+            .bytes_out = f->bytes_out,
+            .count = f->count,
+            .digest_len = f->digest_len,
+        };
+        memcpy(res.digest, f->digest, sizeof(res.digest));
+        j->on_result(j->arg, &res);
+    }
+    file_free(f);
+}
+
+/* Make the pending outputs durable with one fsync (a single file) or one
+ * syncfs per filesystem (a batch: one journal commit instead of one per
+ * file), then publish them in order. */
+static void flush_pending(struct run *r) {
+    const tp_job *j = r->job;
+    bool sync = (!j->no_fsync || j->remove_src) && !tp_ctx_done(r->e->ctx);
+    size_t nout = 0;
+    for (size_t i = 0; i < r->npending; i++)
+        nout += r->pending[i]->tmp && !r->pending[i]->err;
+    for (size_t i = 0; sync && i < r->npending; i++) {
+        struct efile *f = r->pending[i];
+        if (!f->tmp || f->err || f->synced) continue;
+        int fd = open(f->tmp, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            file_fail(f, -errno, "fsync");
+            if (fd >= 0) close(fd);
+            continue;
+        }
+        int err = (nout == 1 ? fsync(fd) : syncfs(fd)) != 0 ? -errno : 0;
+        close(fd);
+        /* Every pending output on this filesystem is now durable (or not). */
+        for (size_t k = i; k < r->npending; k++) {
+            struct efile *g = r->pending[k];
+            if (g->tmp && !g->err && g->dev == st.st_dev) {
+                if (err) file_fail(g, err, "fsync");
+                g->synced = true;
+            }
+        }
+    }
+    for (size_t i = 0; i < r->npending; i++)
+        file_publish(r, r->pending[i]);
+    r->npending = 0;
+    r->pending_bytes = 0;
+}
+
+/* The last chunk of f was consumed: finish the output (seek table, size),
+ * close it, and queue f for publishing. Files without output publish at
+ * once. Publishing keeps input order. */
+static void file_end(struct run *r, struct efile *f) {
+    if (!op_writes(r->op)) {
+        file_publish(r, f);
+        return;
+    }
+    if (f->out_fd >= 0) {
+        if (!f->err && r->op == TP_OP_COMPRESS && f->nframes > 1) {
+            size_t n = tp__seek_table_size(f->nframes);
+            unsigned char *t = malloc(n);
+            if (!t) {
+                file_fail(f, -ENOMEM, "seek table");
+            } else {
+                tp__seek_table_write(t, f->frames, f->nframes);
+                int err = write_all(f->out_fd, t, n);
+                if (err)
+                    file_fail(f, err, "write");
+                else
+                    f->bytes_out += n;
+                free(t);
+            }
+        }
+        if (!f->err && r->op == TP_OP_COPY && ftruncate(f->out_fd, (off_t)f->size) != 0)
+            file_fail(f, -errno, "truncate");
+        struct stat st;
+        if (!f->err && fstat(f->out_fd, &st) == 0) f->dev = st.st_dev;
+        if (close(f->out_fd) != 0 && !f->err) file_fail(f, -errno, "close");
+        f->out_fd = -1;
+    }
+    r->pending[r->npending++] = f;
+    r->pending_bytes += f->bytes_out;
+    if (r->npending == PENDING_MAX || r->pending_bytes >= PENDING_BYTES) flush_pending(r);
+}
+
+/* The first chunk of f is being consumed: open the output. */
+static void file_begin(struct run *r, struct efile *f) {
+    if (f->err || !op_writes(r->op) || f->stream) return;
+    int err = open_tmp(f);
+    if (err) file_fail(f, err, "create output");
+}
+
+static void apply(struct run *r, struct echunk *c) {
+    tp_engine *e = r->e;
+    struct efile *f = c->f;
+    if (c->index == 0) file_begin(r, f);
+    if (c->err) file_fail(f, c->err, c->err_op ? c->err_op : "task");
+    if (!f->err) {
+        int err = 0;
+        switch (r->op) {
+        case TP_OP_HASH:
+            if (f->alg != TP_HASH_CRC32C) /* one chunk per file: see plan_file */
+                memcpy(f->digest, c->digest, sizeof(f->digest));
+            else
+                f->crc = c->index == 0 ? c->crc : tp_crc32c_combine(f->crc, c->crc, c->len);
+            break;
+        case TP_OP_COUNT:
+            f->count += c->count;
+            break;
+        case TP_OP_COPY:
+            if (c->zero) {
+                if (lseek(f->out_fd, (off_t)c->len, SEEK_CUR) < 0) err = -errno;
+            } else {
+                err = write_all(f->out_fd, c->in->data, c->len);
+            }
+            if (!err) f->bytes_out += c->len;
+            break;
+        case TP_OP_COMPRESS:
+            if (f->nframes == f->frames_cap) {
+                size_t nc = f->frames_cap ? f->frames_cap * 2 : 16;
+                uint32_t *nf = realloc(f->frames, nc * 2 * sizeof(uint32_t));
+                if (!nf) {
+                    err = -ENOMEM;
+                    break;
+                }
+                f->frames = nf;
+                f->frames_cap = nc;
+            }
+            f->frames[2 * f->nframes] = (uint32_t)c->out_len;
+            f->frames[2 * f->nframes + 1] = (uint32_t)c->len;
+            f->nframes++;
+            if (f->verify) XXH64_update(f->verify, c->in->data, c->len);
+            err = write_all(f->out_fd, c->out->data, c->out_len);
+            if (!err) f->bytes_out += c->out_len;
+            break;
+        case TP_OP_DECOMPRESS:
+            if (f->stream) {
+                f->bytes_out += c->out_len;
+            } else {
+                err = write_all(f->out_fd, c->out->data, c->out_len);
+                if (!err) f->bytes_out += c->out_len;
+            }
+            break;
+        }
+        if (err) file_fail(f, err, "write");
+    }
+    if (c->stream_fd >= 0) r->streams--; /* the stream decode slot taken in plan_file */
+    tp__add_relaxed(&e->chunks, 1);
+    tp__add_relaxed(&e->bytes_in, c->len);
+    tp__add_relaxed(&e->prog_done, f->stream ? f->size : c->len);
+    if (c->out_len && op_writes(r->op))
+        tp__add_relaxed(&e->bytes_out, r->op == TP_OP_COPY ? c->len : c->out_len);
+    else if (r->op == TP_OP_COPY && !c->err)
+        tp__add_relaxed(&e->bytes_out, c->len);
+    if (++f->consumed == f->nchunks) file_end(r, f);
+}
+
+static void consume_head(struct run *r) {
+    struct echunk *c = r->win[r->head];
+    r->head = (r->head + 1) % r->win_cap;
+    r->n--;
+    if (c->fut) {
+        int res = 0;
+        int w = tp_future_wait(c->fut, TP_FOREVER, &res);
+        tp_future_release(c->fut);
+        c->fut = NULL;
+        if (w < 0 && !c->err)
+            chunk_fail(c, w, "canceled");
+        else if (res < 0 && !c->err)
+            chunk_fail(c, res, "task");
+    }
+    apply(r, c);
+    chunk_free(r, c);
+}
+
+/* Append c to the window (making room first) and submit its task unless it
+ * already carries an error. */
+static void push_chunk(struct run *r, struct echunk *c) {
+    while (r->n == r->win_cap)
+        consume_head(r);
+    if (!c->err) {
+        int err = tp_submit_future(r->e->pool, r->e->ctx, chunk_task, c, &c->fut);
+        if (err) {
+            c->fut = NULL;
+            chunk_fail(c, err, "submit");
+        }
+    }
+    r->win[(r->head + r->n) % r->win_cap] = c;
+    r->n++;
+}
+
+static struct echunk *chunk_new(struct run *r, struct efile *f, uint64_t index) {
+    struct echunk *c = calloc(1, sizeof(*c));
+    if (c) {
+        c->r = r;
+        c->f = f;
+        c->index = index;
+        c->stream_fd = -1;
+    }
+    return c;
+}
+
+/* Plan decompression of f from its seek table; false = decode as a stream. */
+static bool plan_frames(struct run *r, struct efile *f, uint64_t **pairs, size_t *nframes) {
+    tp_fd *h = NULL;
+    *pairs = NULL;
+    *nframes = 0;
+    if (f->size < TP__SEEK_FOOTER_SIZE + 8) return false;
+    if (tp_fd_acquire(r->e->fp, f->path, O_RDONLY, 0, &h) != 0) return false;
+    bool ok = false;
+    unsigned char foot[TP__SEEK_FOOTER_SIZE];
+    int sums = 0;
+    long n = -1;
+    if (tp_fd_pread(h, foot, sizeof(foot), f->size - sizeof(foot)) == (ssize_t)sizeof(foot))
+        n = tp__seek_footer_parse(foot, &sums);
+    size_t esz = TP__SEEK_ENTRY_SIZE + (sums ? 4 : 0);
+    if (n <= 0 || (uint64_t)n > f->size / esz) goto out;
+    size_t tsz = (size_t)n * esz;
+    uint64_t table_off = f->size - TP__SEEK_FOOTER_SIZE - tsz;
+    if (table_off < 8) goto out;
+    unsigned char *t = malloc(tsz + 8);
+    uint64_t *p = malloc((size_t)n * 2 * sizeof(uint64_t));
+    if (!t || !p) {
+        free(t);
+        free(p);
+        goto out;
+    }
+    uint64_t sum = 0;
+    size_t maxpair = (r->e->o.max_mem / 2);
+    if (tp_fd_pread(h, t, tsz + 8, table_off - 8) == (ssize_t)(tsz + 8)) {
+        uint32_t magic =
+            (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+        ok = magic == TP__SEEK_SKIPPABLE_MAGIC;
+        for (long i = 0; ok && i < n; i++) {
+            const unsigned char *q = t + 8 + (size_t)i * esz;
+            uint64_t cs =
+                (uint64_t)q[0] | (uint64_t)q[1] << 8 | (uint64_t)q[2] << 16 | (uint64_t)q[3] << 24;
+            uint64_t ds =
+                (uint64_t)q[4] | (uint64_t)q[5] << 8 | (uint64_t)q[6] << 16 | (uint64_t)q[7] << 24;
+            p[2 * i] = cs;
+            p[2 * i + 1] = ds;
+            sum += cs;
+            if (cs == 0 || class_of(cs) + class_of(ds) > maxpair)
+                ok = false; /* too big for the memory bound: decode as a stream */
+        }
+        ok = ok && sum == table_off - 8;
+    }
+    free(t);
+    if (ok) {
+        *pairs = p;
+        *nframes = (size_t)n;
+    } else {
+        free(p);
+    }
+out:
+    tp_fd_release(r->e->fp, h);
+    return ok;
+}
+
+/* An input: the path, its argument index and the result of stat. */
+struct input {
+    char *path;
+    size_t index;
+    int err;
+    struct stat st;
+};
+
+struct inputs {
+    struct input *v;
+    size_t n, cap;
+};
+
+static int inputs_add(struct inputs *in, const char *path, size_t index, int err,
+                      const struct stat *st) {
+    if (in->n == in->cap) {
+        size_t nc = in->cap ? in->cap * 2 : 64;
+        struct input *nv = realloc(in->v, nc * sizeof(*nv));
+        if (!nv) return -ENOMEM;
+        in->v = nv;
+        in->cap = nc;
+    }
+    struct input *x = &in->v[in->n];
+    memset(x, 0, sizeof(*x));
+    x->path = strdup(path);
+    if (!x->path) return -ENOMEM;
+    x->index = index;
+    x->err = err;
+    if (st) x->st = *st;
+    in->n++;
+    return 0;
+}
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* Our own temporary files (".name.tp.XXXXXX") are never inputs. */
+static bool is_tmp_name(const char *name) {
+    size_t n = strlen(name);
+    return name[0] == '.' && n > 11 && memcmp(name + n - 10, ".tp.", 4) == 0;
+}
+
+static int walk(struct run *r, struct inputs *in, const char *dir, size_t index, unsigned depth) {
+    struct dirent **ents = NULL;
+    int n = scandir(dir, &ents, NULL, alphasort); /* reads all, closes the directory */
+    if (n < 0) return inputs_add(in, dir, index, -errno, NULL);
+    int err = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = ents[i]->d_name;
+        if (!err && strcmp(name, ".") && strcmp(name, "..") && !is_tmp_name(name)) {
+            size_t dl = strlen(dir);
+            char *p = malloc(dl + strlen(name) + 2);
+            if (!p) {
+                err = -ENOMEM;
+            } else {
+                sprintf(p, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
+                struct stat st;
+                if (lstat(p, &st) != 0) {
+                    err = inputs_add(in, p, index, -errno, NULL);
+                } else if (S_ISDIR(st.st_mode)) {
+                    err = depth > 64 ? inputs_add(in, p, index, -ELOOP, NULL)
+                                     : walk(r, in, p, index, depth + 1);
+                } else if (S_ISREG(st.st_mode)) {
+                    bool zst = ends_with(name, ".zst");
+                    bool skip =
+                        (r->op == TP_OP_COMPRESS && zst) || (r->op == TP_OP_DECOMPRESS && !zst);
+                    if (!skip) {
+                        err = inputs_add(in, p, index, 0, &st);
+                        if (!err) tp__add_relaxed(&r->e->prog_total, (uint64_t)st.st_size);
+                    }
+                } /* symlinks, devices, sockets are not followed in a walk */
+                free(p);
+            }
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return err;
+}
+
+/* Output path for an input, or NULL with *err set. */
+static char *out_name(struct run *r, const char *path, int *err) {
+    const tp_job *j = r->job;
+    if (r->op == TP_OP_COPY) {
+        struct stat st;
+        if (stat(j->out_path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            const char *b = strrchr(path, '/');
+            b = b ? b + 1 : path;
+            char *s = malloc(strlen(j->out_path) + strlen(b) + 2);
+            if (s)
+                sprintf(s, "%s/%s", j->out_path, b);
+            else
+                *err = -ENOMEM;
+            return s;
+        }
+        char *s = strdup(j->out_path);
+        if (!s) *err = -ENOMEM;
+        return s;
+    }
+    if (j->out_path) {
+        char *s = strdup(j->out_path);
+        if (!s) *err = -ENOMEM;
+        return s;
+    }
+    if (r->op == TP_OP_COMPRESS) {
+        char *s = str_cat(path, ".zst");
+        if (!s) *err = -ENOMEM;
+        return s;
+    }
+    if (!ends_with(path, ".zst") || strlen(path) == 4) {
+        *err = -EINVAL;
+        return NULL;
+    }
+    char *s = strndup(path, strlen(path) - 4);
+    if (!s) *err = -ENOMEM;
+    return s;
+}
+
+static size_t digest_len_of(tp_hash_alg a) {
+    switch (a) {
+    case TP_HASH_XXH128:
+        return 16;
+    case TP_HASH_XXH32:
+    case TP_HASH_CRC32C:
+        return 4;
+    default:
+        return 8;
+    }
+}
+
+/* Plan one input into chunks and push them (consuming as the bounds say). */
+static int plan_file(struct run *r, const struct input *x) {
+    tp_engine *e = r->e;
+    const tp_job *j = r->job;
+    size_t chunk = e->o.chunk_size;
+    struct efile *f = calloc(1, sizeof(*f));
+    if (!f) return -ENOMEM;
+    f->out_fd = -1;
+    f->index = x->index;
+    f->path = strdup(x->path);
+    if (!f->path) {
+        free(f);
+        return -ENOMEM;
+    }
+    f->alg = j->algs ? j->algs[x->index] : j->alg;
+    f->digest_len = digest_len_of(f->alg);
+    f->size = (uint64_t)x->st.st_size;
+    f->mode = x->st.st_mode;
+    f->nchunks = 1;
+    /* A cached descriptor may name an older file at this path (rewritten
+     * since an earlier job): have the fd pool re-check it on next acquire. */
+    if (!x->err) (void)tp_fdpool_invalidate(e->fp, f->path);
+    if (x->err) {
+        file_fail(f, x->err, "open");
+    } else if (S_ISDIR(x->st.st_mode)) {
+        file_fail(f, -EISDIR, "open");
+    } else if (!S_ISREG(x->st.st_mode)) {
+        file_fail(f, -EINVAL, "not a regular file");
+    } else if (op_writes(r->op)) {
+        int err = 0;
+        f->out = out_name(r, f->path, &err);
+        if (!f->out)
+            file_fail(f, err, err == -EINVAL ? "unknown suffix (want .zst)" : "output name");
+        struct stat ost;
+        if (f->out && stat(f->out, &ost) == 0 && ost.st_dev == x->st.st_dev &&
+            ost.st_ino == x->st.st_ino)
+            file_fail(f, -EINVAL, "input and output are the same file");
+    }
+    if (f->err) {
+        struct echunk *c = chunk_new(r, f, 0);
+        if (!c) {
+            file_free(f);
+            return -ENOMEM;
+        }
+        c->err = f->err;
+        c->err_op = f->err_op;
+        push_chunk(r, c);
+        return 0;
+    }
+
+    uint64_t *frames = NULL; /* decompress: (compressed, decompressed) pairs */
+    size_t step = r->op == TP_OP_COMPRESS ? tp__compress_input_len(chunk) : chunk;
+    if (r->op == TP_OP_DECOMPRESS) {
+        size_t nf = 0;
+        if (plan_frames(r, f, &frames, &nf))
+            f->nchunks = nf;
+        else
+            f->stream = true;
+    } else if (r->op == TP_OP_HASH && f->alg != TP_HASH_CRC32C) {
+        step = f->size > 0 ? f->size : 1; /* XXH* is sequential: one task streams the file */
+    } else if (f->size > step) {
+        f->nchunks = (f->size + step - 1) / step;
+    }
+    if (r->op == TP_OP_COMPRESS && j->remove_src) {
+        if (!(f->verify = XXH64_createState()))
+            file_fail(f, -ENOMEM, "hash state");
+        else
+            XXH64_reset(f->verify, 0);
+    }
+
+    uint64_t off = 0;
+    for (uint64_t k = 0; k < f->nchunks; k++) {
+        struct echunk *c = chunk_new(r, f, k);
+        if (!c) {
+            /* Cannot even describe the rest: shorten the file to what was
+             * pushed (at least one chunk carries the error). */
+            if (k == 0) {
+                free(frames);
+                file_free(f);
+                return -ENOMEM;
+            }
+            f->nchunks = k;
+            file_fail(f, -ENOMEM, "plan");
+            break;
+        }
+        int err = f->err ? f->err : tp_ctx_err(e->ctx);
+        if (err) {
+            c->err = err;
+            c->err_op = f->err ? f->err_op : "canceled";
+            f->nchunks = k + 1; /* the rest is not planned */
+            push_chunk(r, c);
+            break;
+        }
+        size_t in_sz = 0, out_sz = 0;
+        if (r->op == TP_OP_DECOMPRESS && f->stream) {
+            c->off = 0;
+            c->len = 0;
+            in_sz = ZSTD_DStreamInSize();
+            out_sz = ZSTD_DStreamOutSize();
+            while (r->streams >= MAX_STREAMS)
+                consume_head(r);
+            err = open_tmp(f);
+            if (err) {
+                chunk_fail(c, err, "create output");
+            } else {
+                c->stream_fd = f->out_fd;
+                r->streams++;
+            }
+        } else if (r->op == TP_OP_DECOMPRESS) {
+            c->off = off;
+            c->len = (size_t)frames[2 * k];
+            c->dsize = (size_t)frames[2 * k + 1];
+            in_sz = c->len;
+            out_sz = c->dsize;
+        } else {
+            c->off = off;
+            c->len = (size_t)(f->size - off < step ? f->size - off : step);
+            in_sz = c->len;
+            if (piecewise(r)) in_sz = c->len < PIECE ? c->len : PIECE;
+            if (r->op == TP_OP_COMPRESS) out_sz = ZSTD_compressBound(c->len);
+        }
+        off += c->len;
+        if (!c->err && (in_sz || (r->op != TP_OP_HASH && r->op != TP_OP_COUNT))) {
+            err = get_buf(r, in_sz, &c->in);
+            if (!err && out_sz) err = get_buf(r, out_sz, &c->out);
+            if (err) {
+                chunk_fail(c, err, "buffer");
+            } else {
+                c->mem = c->in->cap + (c->out ? c->out->cap : 0);
+                mem_add(e, c->mem);
+            }
+        }
+        push_chunk(r, c);
+    }
+    free(frames);
+    return 0;
+}
+
+static int run_job(tp_engine *e, const tp_job *job, int op, const char *const *paths, size_t npaths,
+                   tp_chunk_fn user_fn, void *user_arg) {
+    if (!e || !job || (!paths && npaths)) return -EINVAL;
+    if (op != OP_USER && (op < TP_OP_HASH || op > TP_OP_COUNT)) return -EINVAL;
+    if (op == TP_OP_COPY && !job->out_path) return -EINVAL;
+    if (job->out_path && (npaths != 1 || job->recursive) && !(op == TP_OP_COPY && !job->recursive))
+        return -EINVAL;
+    if (op == TP_OP_COMPRESS && (job->level < ZSTD_minCLevel() || job->level > ZSTD_maxCLevel()))
+        return -EINVAL;
+    if (op == TP_OP_COUNT && job->pattern && strchr(job->pattern, '\n')) return -EINVAL;
+    if (tp_ctx_done(e->ctx)) return tp_ctx_err(e->ctx);
+
+    struct run r = {.e = e, .job = job, .op = op, .user_fn = user_fn, .user_arg = user_arg};
+    if (op == TP_OP_COUNT && job->pattern) {
+        r.pat = job->pattern;
+        r.patlen = strlen(job->pattern);
+    }
+    /* Enough chunks in flight to keep every worker busy while the head is
+     * consumed; more only costs memory (and first-touch page faults). */
+    r.win_cap = 4 * (size_t)e->o.workers + 4;
+    if (r.win_cap > 4096) r.win_cap = 4096;
+    r.win = calloc(r.win_cap, sizeof(*r.win));
+    if (!r.win) return -ENOMEM;
+    tp__store_relaxed(&e->prog_done, 0);
+    tp__store_relaxed(&e->prog_total, 0);
+
+    struct inputs in = {0};
+    int err = 0;
+    for (size_t i = 0; i < npaths && !err; i++) {
+        struct stat st;
+        if (!paths[i] || !paths[i][0]) {
+            err = inputs_add(&in, paths[i] ? paths[i] : "", i, -ENOENT, NULL);
+        } else if (stat(paths[i], &st) != 0) {
+            err = inputs_add(&in, paths[i], i, -errno, NULL);
+        } else if (S_ISDIR(st.st_mode) && job->recursive) {
+            err = walk(&r, &in, paths[i], i, 0);
+        } else {
+            err = inputs_add(&in, paths[i], i, 0, &st);
+            if (!err && S_ISREG(st.st_mode)) tp__add_relaxed(&e->prog_total, (uint64_t)st.st_size);
+        }
+    }
+    for (size_t i = 0; i < in.n && !err; i++) {
+        if (tp_ctx_done(e->ctx)) break;
+        err = plan_file(&r, &in.v[i]);
+    }
+    while (r.n)
+        consume_head(&r);
+    flush_pending(&r);
+    for (size_t i = 0; i < in.n; i++)
+        free(in.v[i].path);
+    free(in.v);
+    free(r.win);
+    if (err) return err;
+    if (tp_ctx_done(e->ctx)) return tp_ctx_err(e->ctx);
+    return r.failed;
+}
+
+int tp_engine_run(tp_engine *e, const tp_job *job, const char *const *paths, size_t npaths) {
+    if (!job) return -EINVAL;
+    return run_job(e, job, (int)job->op, paths, npaths, NULL, NULL);
+}
+
+struct user_res {
+    int err;
+};
+
+static void user_result(void *arg, const tp_file_result *r) {
+    struct user_res *u = arg;
+    if (r->err && !u->err) u->err = r->err;
+}
+
+int tp_file_chunks(tp_engine *e, const char *path, tp_chunk_fn fn, void *arg) {
+    if (!e || !path || !fn) return -EINVAL;
+    struct user_res u = {0};
+    tp_job job = {.on_result = user_result, .arg = &u};
+    int err = run_job(e, &job, OP_USER, &path, 1, fn, arg);
+    if (err < 0) return err;
+    return u.err;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal pieces of the engine shared by its files and unit tests. */
+#ifndef TP_ENGINE_INTERNAL_H
+#define TP_ENGINE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tripool/engine.h"
+
+/* The zstd seekable-format seek table (a skippable frame at the end of a
+ * multi-frame file; `zstd -d` skips it): per frame its compressed and
+ * decompressed size, then a 9-byte footer. */
+#define TP__SEEK_SKIPPABLE_MAGIC 0x184D2A5Eu
+#define TP__SEEK_FOOTER_MAGIC 0x8F92EAB1u
+#define TP__SEEK_FOOTER_SIZE 9
+#define TP__SEEK_ENTRY_SIZE 8
+
+/* Bytes of the seek table for n frames (frame header included). */
+size_t tp__seek_table_size(size_t nframes);
+
+/* Write the table for n frames (sizes[2*i] = compressed, [2*i+1] =
+ * decompressed) into out (tp__seek_table_size(n) bytes). */
+void tp__seek_table_write(unsigned char *out, const uint32_t *sizes, size_t nframes);
+
+/* Parse a footer (the last 9 bytes of a file). Returns the number of frames
+ * (>= 0) and sets *checksums, or -EINVAL when it is not a seek table footer. */
+long tp__seek_footer_parse(const unsigned char *footer, int *checksums);
+
+/* Input bytes per compressed chunk such that ZSTD_compressBound of it fits
+ * a buffer of chunk bytes. */
+size_t tp__compress_input_len(size_t chunk);
+
+/* Number of lines of data[0..len) containing pat (a fixed string without
+ * '\n'); an unterminated last line counts. patlen 0 matches every line. */
+uint64_t tp__count_matches(const char *data, size_t len, const char *pat, size_t patlen);
+
+#endif

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The zstd seekable format's seek table, which tripool appends to files it
+ * compresses in several independent frames, so `tripool decompress` can
+ * split the work by frame. It is a skippable frame, so every zstd decoder
+ * ignores it. Layout (little endian):
+ *   u32 0x184D2A5E, u32 size of the rest,
+ *   n x { u32 compressed size, u32 decompressed size },
+ *   u32 n, u8 descriptor (bit 7: entries carry a checksum; we write 0),
+ *   u32 0x8F92EAB1.
+ * Not concurrent: pure functions.
+ */
+#include <errno.h>
+
+#include "engine/engine_internal.h"
+#include <zstd.h>
+
+static void put32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t get32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+size_t tp__seek_table_size(size_t nframes) {
+    return 8 + nframes * TP__SEEK_ENTRY_SIZE + TP__SEEK_FOOTER_SIZE;
+}
+
+void tp__seek_table_write(unsigned char *out, const uint32_t *sizes, size_t nframes) {
+    put32(out, TP__SEEK_SKIPPABLE_MAGIC);
+    put32(out + 4, (uint32_t)(tp__seek_table_size(nframes) - 8));
+    unsigned char *p = out + 8;
+    for (size_t i = 0; i < nframes; i++, p += 8) {
+        put32(p, sizes[2 * i]);
+        put32(p + 4, sizes[2 * i + 1]);
+    }
+    put32(p, (uint32_t)nframes);
+    p[4] = 0;
+    put32(p + 5, TP__SEEK_FOOTER_MAGIC);
+}
+
+long tp__seek_footer_parse(const unsigned char *f, int *checksums) {
+    if (get32(f + 5) != TP__SEEK_FOOTER_MAGIC) return -EINVAL;
+    if (f[4] & 0x7c) /* reserved bits must be zero */
+        return -EINVAL;
+    *checksums = (f[4] & 0x80) != 0;
+    return (long)get32(f);
+}
+
+size_t tp__compress_input_len(size_t chunk) {
+    size_t l = chunk - (chunk >> 8) - 128;
+    while (l > 1 && ZSTD_COMPRESSBOUND(l) > chunk)
+        l -= 64;
+    return l;
+}
