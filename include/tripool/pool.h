@@ -102,13 +102,15 @@ TP_API TP_MUST_USE int tp_pool_create(tp_pool **out, const tp_pool_opts *opts);
  * blocking (a worker waiting for itself would deadlock). */
 TP_API TP_MUST_USE int tp_submit(tp_pool *p, tp_task_fn fn, void *arg);
 
-/* As tp_submit, waiting at most timeout_ns for room (-ETIMEDOUT). */
+/* As tp_submit, waiting at most timeout_ns for room (-ETIMEDOUT). A
+ * timeout of 0 does not wait: -EAGAIN at once when the queue is full. */
 TP_API TP_MUST_USE int tp_submit_timeout(tp_pool *p, tp_task_fn fn, void *arg, uint64_t timeout_ns);
 
 /* As tp_submit, waiting for room until c is done (returns tp_ctx_err(c)).
  * The task keeps a reference on c; if c is done before the task starts, the
- * task is not run (counted in stats.canceled). A running task reads its
- * context with tp_task_ctx(). */
+ * task is not run (counted in stats.canceled). A context already done at
+ * submit is refused with its error (counted in stats.rejected). A running
+ * task reads its context with tp_task_ctx(). */
 TP_API TP_MUST_USE int tp_submit_ctx(tp_pool *p, tp_ctx *c, tp_task_fn fn, void *arg);
 
 /* Everything a submit can carry, for tp_submit_ex(). Start from
@@ -142,7 +144,8 @@ TP_API tp_ctx *tp_task_ctx(void);
 TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns);
 
 /* Close (no time limit) if still open, then free. p may be NULL. Destroying
- * twice is undefined, like free(). */
+ * twice, destroying from one of the pool's own tasks, or using p while or
+ * after it is destroyed is undefined, like free(). */
 TP_API void tp_pool_destroy(tp_pool *p);
 
 /* A consistent-enough snapshot (each field read atomically). */
@@ -186,7 +189,9 @@ typedef struct tp_group tp_group;
 
 /* A group of tasks on p. It owns a child context of parent (NULL =
  * background) that is cancelled when the first task fails, so the rest can
- * stop early. limit > 0 caps the group's tasks in flight (submit blocks). */
+ * stop early. limit > 0 caps the group's tasks in flight (submit blocks;
+ * so, as with Go's errgroup.SetLimit, a group task must not submit to its
+ * own limited group). */
 TP_API TP_MUST_USE int tp_group_create(tp_pool *p, tp_ctx *parent, unsigned limit, tp_group **out);
 TP_API tp_ctx *tp_group_ctx(tp_group *g);
 TP_API TP_MUST_USE int tp_group_submit(tp_group *g, tp_task_fn fn, void *arg);

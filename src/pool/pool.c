@@ -168,6 +168,7 @@ struct tp_pool {
     worker *idle;
     worker *zombies;
     unsigned waiters; /* threads in wait_idle/close (under mu) */
+    unsigned joiners; /* submitters joining zombies outside mu (under mu) */
     unsigned next_id;
     uint64_t ret_completed, ret_failed, ret_canceled; /* of exited workers */
     bool close_started;
@@ -393,8 +394,14 @@ static void wake_or_spawn(tp_pool *p) {
     wake_or_spawn_locked(p);
     worker *z = p->zombies && !p->close_started ? take_zombies_locked(p) : NULL;
     bool stranded = tp__load_relaxed(&p->nworkers) == 0;
+    if (z) p->joiners++; /* close waits for us: no thread outlives it */
     pthread_mutex_unlock(&p->mu);
-    join_zombies(z);
+    if (z) {
+        join_zombies(z);
+        pthread_mutex_lock(&p->mu);
+        if (--p->joiners == 0 && p->waiters) pthread_cond_broadcast(&p->state_cond);
+        pthread_mutex_unlock(&p->mu);
+    }
     if (stranded) {
         /* Could not start any thread: run the queue here rather than strand
          * accepted tasks. */
@@ -1015,9 +1022,9 @@ TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns) {
         pthread_mutex_lock(&p->mu);
     }
     p->waiters++;
-    while (tp__load_relaxed(&p->nworkers) > 0) {
+    while (tp__load_relaxed(&p->nworkers) > 0 || p->joiners > 0) {
         if (tp__cond_wait_until(&p->state_cond, &p->mu, deadline) == -ETIMEDOUT &&
-            tp__load_relaxed(&p->nworkers) > 0) {
+            (tp__load_relaxed(&p->nworkers) > 0 || p->joiners > 0)) {
             rc = -ETIMEDOUT;
             break;
         }
