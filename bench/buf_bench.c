@@ -10,7 +10,10 @@
  *
  * usage: buf_bench --which
  *        buf_bench malloc|pool a|b|c SIZE full|partial SECONDS
- *   a: one thread get/touch/put; b: two threads doing a; c: a producer gets
+ *   a: one thread get/touch/put; b: two threads doing a (ops/s summed);
+ *   a and b count ops per second of each thread's CPU time (user + system,
+ *   so page faults count; time preempted by other processes does not);
+ *   c (wall-clock ops/s): a producer gets
  *   and fills, a consumer reads and puts, through a 4-slot SPSC ring.
  *   full = memset of the whole buffer, partial = one byte per 4 KiB page.
  * Output: variant workload size fill ops_per_s peak_rss_kib bound_kib
@@ -44,6 +47,12 @@ struct item {
     uint8_t *p;
     tp_buf *b;
 };
+
+static double cpu_s(void) { /* this thread's CPU time (user + system) */
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -99,13 +108,13 @@ static unsigned batch(void) {
 /* Warm-up before timing: at least WARM_S seconds and WARM_OPS operations,
  * so every variant is measured in its steady state (a pool is full, an
  * allocator has its arenas), not on first-touch page faults. */
-#define WARM_S 0.1
+#define WARM_S 0.05
 #define WARM_OPS 8
 
 static void *loop(void *arg) {
     uint64_t *ops = arg, n = 0;
     unsigned k = batch(), v = 0;
-    double t = now_s(), warm_end = t + WARM_S, start = 0;
+    double t = now_s(), warm_end = t + WARM_S, start = 0, cpu0 = 0;
     bool warm = true;
     for (;;) {
         for (unsigned i = 0; i < k; i++) {
@@ -119,13 +128,17 @@ static void *loop(void *arg) {
             if (t >= warm_end && n >= WARM_OPS) {
                 warm = false;
                 start = t;
+                cpu0 = cpu_s();
                 n = 0;
             }
         } else if (t - start >= seconds) {
             break;
         }
     }
-    *ops = (uint64_t)((double)n / (t - start)); /* ops per second */
+    /* Ops per second of this thread's CPU time: the machine is shared, and
+     * time the thread spent preempted is not the allocator's cost. */
+    double cpu = cpu_s() - cpu0;
+    *ops = (uint64_t)((double)n / (cpu > 1e-6 ? cpu : 1e-6));
     return NULL;
 }
 
@@ -181,8 +194,8 @@ static uint64_t pipeline(void) {
         t = now_s();
         if (warm) {
             /* The ring and both threads hold RING + 2 buffers: warm past
-             * twice that so the pool has reached its steady set. */
-            if (t >= warm_end && atomic_load(&consumed) >= 2 * (RING + 2) + WARM_OPS) {
+             * that so the pool has reached its steady set. */
+            if (t >= warm_end && atomic_load(&consumed) >= RING + 2 + WARM_OPS) {
                 warm = false;
                 start = t;
                 c0 = atomic_load(&consumed);

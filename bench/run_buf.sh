@@ -6,13 +6,15 @@
 # through a 4-slot ring) at 64 B..8 MiB, full and partial fills. Each
 # measurement is its own process (so peak RSS is its own); the four variants
 # run interleaved, BUF_BENCH_REPS times (default 3), and the table shows the
-# median ops/s. BUF_BENCH_SECONDS (default 0.15; the pipeline c gets twice as
-# long, its hand-offs are the noisiest) is the timed part of one run, after a
-# warm-up of >= 0.1 s and >= 8 operations (20 for c). A run takes ~3 minutes.
+# median ops/s (a, b: per CPU-second of each thread; c: per wall second).
+# BUF_BENCH_SECONDS (default 0.1; the pipeline c, whose wall-clock hand-offs
+# are the noisiest on a shared machine, gets twice that) is the timed part of
+# one run, after a warm-up of >= 0.05 s and >= 8 operations (14 for c).
+# A run takes ~2 minutes on a loaded 2-CPU machine.
 set -euo pipefail
 B=${1:?usage: bench/run_buf.sh BUILD_DIR}
 REPS=${BUF_BENCH_REPS:-3}
-SECS=${BUF_BENCH_SECONDS:-0.15}
+SECS=${BUF_BENCH_SECONDS:-0.1}
 for v in glibc jemalloc mimalloc; do
   [ -x "$B/buf_bench_$v" ] || { echo "run_buf.sh: $B/buf_bench_$v not built" >&2; exit 1; }
 done
