@@ -136,6 +136,12 @@ TP_API bool tp_fd_is_sequential(const tp_fd *h);
  * case the last release closes it. h NULL is a no-op. */
 TP_API void tp_fd_release(tp_fdpool *fp, tp_fd *h);
 
+/* Give a lease back and stop caching its descriptor: later acquires open
+ * the path afresh, and the descriptor is closed as soon as its last lease
+ * is released (now, if this was the only one). For files used once, e.g. a
+ * temporary output that was just renamed into place. h NULL is a no-op. */
+TP_API void tp_fd_close(tp_fdpool *fp, tp_fd *h);
+
 /* Read up to len bytes at offset off, retrying short reads and EINTR until
  * len bytes or end of file. Returns the bytes read (0 at EOF), or -ESPIPE
  * (sequential handle: the kernel refuses positional I/O on it), -EINVAL, or

@@ -638,22 +638,23 @@ int tp_fd_acquire_ctx(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mod
     return acquire(fp, c, path, flags, mode, fp ? fp->wait_ns : 0, out);
 }
 
-static void die(const char *msg) {
-    fprintf(stderr, "tripool: %s\n", msg);
+static void die(const char *fn, const char *msg) {
+    fprintf(stderr, "tripool: %s: %s\n", fn, msg);
     abort();
 }
 
-void tp_fd_release(tp_fdpool *fp, tp_fd *h) {
+/* fn: the public name, for the abort message. */
+static void release(tp_fdpool *fp, tp_fd *h, bool uncache, const char *fn) {
     if (!h) return;
-    if (!fp) die("tp_fd_release: NULL pool");
+    if (!fp) die(fn, "NULL pool");
     pthread_mutex_lock(&fp->mu);
     if (h->magic != LEASE_LIVE) {
         pthread_mutex_unlock(&fp->mu);
-        die("tp_fd_release: handle released twice (or not a lease)");
+        die(fn, "handle released twice (or not a lease)");
     }
     if (h->pool != fp) {
         pthread_mutex_unlock(&fp->mu);
-        die("tp_fd_release: handle belongs to another pool");
+        die(fn, "handle belongs to another pool");
     }
     struct tp__fd_entry *e = h->entry;
     h->magic = LEASE_DEAD;
@@ -662,6 +663,10 @@ void tp_fd_release(tp_fdpool *fp, tp_fd *h) {
     fp->free_leases = h;
     fp->leased--;
     uint64_t now = coarse_now();
+    if (uncache && e->in_table) { /* later acquires open afresh */
+        table_remove(fp, e);
+        detached_push(fp, e);
+    }
     if (--e->refs == 0) {
         if (e->in_table) {
             e->last_used = now;
@@ -682,6 +687,14 @@ void tp_fd_release(tp_fdpool *fp, tp_fd *h) {
     }
     expire_idle(fp, now, EXPIRE_BATCH);
     pthread_mutex_unlock(&fp->mu);
+}
+
+void tp_fd_release(tp_fdpool *fp, tp_fd *h) {
+    release(fp, h, false, "tp_fd_release");
+}
+
+void tp_fd_close(tp_fdpool *fp, tp_fd *h) {
+    release(fp, h, true, "tp_fd_close");
 }
 
 int tp_fd_get(const tp_fd *h) {

@@ -233,6 +233,37 @@ static void test_pread_pwrite(void **state) {
     assert_int_equal(tp_fdpool_destroy(fp), 0);
 }
 
+static void test_close_uncaches(void **state) {
+    (void)state;
+    int base = tp__open_fd_count();
+    tp_fdpool *fp;
+    assert_int_equal(tp_fdpool_create(&fp, NULL), 0);
+    char p[128];
+    path_of(p, sizeof p, 3);
+    tp_fd *a, *b;
+    assert_int_equal(tp_fd_acquire(fp, p, O_RDONLY, 0, &a), 0);
+    assert_int_equal(tp_fd_acquire(fp, p, O_RDONLY, 0, &b), 0);
+    int fd = tp_fd_get(a);
+    tp_fd_close(fp, a); /* b still uses the descriptor */
+    assert_true(fcntl(fd, F_GETFD) >= 0);
+    char buf[16] = {0};
+    assert_true(tp_fd_pread(b, buf, sizeof buf - 1, 0) > 0);
+    assert_string_equal(buf, "file 3\n");
+    tp_fd_release(fp, b); /* the last lease: closed, not cached */
+    assert_int_equal(tp__open_fd_count(), base);
+    struct tp_fdpool_stats st;
+    tp_fdpool_stats(fp, &st);
+    assert_int_equal(st.open, 0);
+    /* The next acquire opens afresh. */
+    assert_int_equal(tp_fd_acquire(fp, p, O_RDONLY, 0, &a), 0);
+    tp_fd_close(fp, a);
+    tp_fd_close(fp, NULL); /* no-op */
+    tp_fdpool_stats(fp, &st);
+    assert_int_equal(st.misses, 2);
+    assert_int_equal(st.open, 0);
+    assert_int_equal(tp_fdpool_destroy(fp), 0);
+}
+
 static void test_sequential(void **state) {
     (void)state;
     tp_fdpool *fp;
@@ -274,8 +305,7 @@ static void test_expiry(void **state) {
      * was not descheduled for longer than inactive_ns meanwhile). */
     struct tp_fdpool_stats st;
     tp_fdpool_stats(fp, &st);
-    if (tp_now_ns() - t0 < 150 * TP_NSEC_PER_MSEC)
-        assert_int_equal(st.open, 5);
+    if (tp_now_ns() - t0 < 150 * TP_NSEC_PER_MSEC) assert_int_equal(st.open, 5);
     tp_test_sleep_ms(300);
     tp_fdpool_expire(fp);
     tp_fdpool_stats(fp, &st);
@@ -312,10 +342,11 @@ static void test_raise_nofile(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_hit_miss_and_keys),
-        cmocka_unit_test(test_bound_and_lru), cmocka_unit_test(test_all_leased),
-        cmocka_unit_test(test_pread_pwrite),  cmocka_unit_test(test_sequential),
-        cmocka_unit_test(test_expiry),        cmocka_unit_test(test_raise_nofile),
+        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_hit_miss_and_keys),
+        cmocka_unit_test(test_bound_and_lru),  cmocka_unit_test(test_all_leased),
+        cmocka_unit_test(test_pread_pwrite),   cmocka_unit_test(test_sequential),
+        cmocka_unit_test(test_close_uncaches), cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_raise_nofile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
