@@ -97,7 +97,7 @@ rm -rf "$DIR/out" && mkdir -p "$DIR/out"
 ls -la "$LOG" && echo "$(ls "$TREE" | wc -l) files in $TREE, $(du -sh "$TREE" | cut -f1)"
 
 step "hash: XXH3 of the 1 GiB log (xxhsum format), crc32c in parallel chunks"
-"$T" hash --progress --json "$LOG" | tee "$DIR/out/access.xxh3"
+"$T" hash --progress "$LOG" | tee "$DIR/out/access.xxh3"
 "$T" hash -a crc32c --progress "$LOG"
 
 step "hash -r: 2,000 files in parallel, at most 64 open"

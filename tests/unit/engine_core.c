@@ -351,6 +351,58 @@ static void test_cancel(void **state) {
     free(b);
 }
 
+struct change_arg {
+    const char *path;
+    bool shrink;
+    _Atomic(uint64_t) bytes;
+};
+
+/* On the first chunk, shrink the file to one chunk or grow it by 1 MiB. */
+static int change_fn(void *arg, uint64_t index, uint64_t off, const void *d, size_t len) {
+    struct change_arg *c = arg;
+    (void)off;
+    (void)d;
+    atomic_fetch_add(&c->bytes, len);
+    if (index == 0) {
+        if (c->shrink) {
+            if (truncate(c->path, 4096) != 0) return -errno;
+        } else {
+            int fd = open(c->path, O_WRONLY | O_APPEND);
+            static char more[1 << 20];
+            if (fd < 0 || write(fd, more, sizeof(more)) != (ssize_t)sizeof(more)) return -EIO;
+            close(fd);
+        }
+    }
+    return 0;
+}
+
+static void test_file_changes_during_run(void **state) {
+    (void)state;
+    tp_engine_opts o;
+    tp_engine_opts_init(&o);
+    o.workers = 1; /* chunks run in order: chunk 0 changes the file before the rest are read */
+    o.chunk_size = 4096;
+    o.max_mem = 3 * 8192;
+    tp_engine *e;
+    assert_int_equal(tp_engine_create(&e, &o), 0);
+    size_t n = 4096 * 64;
+    unsigned char *b = calloc(1, n);
+    char *p = write_file("grow", b, n);
+    /* Growing: the run covers the size seen at the start, exactly once. */
+    struct change_arg g = {.path = p, .shrink = false};
+    assert_int_equal(tp_file_chunks(e, p, change_fn, &g), 0);
+    assert_int_equal(atomic_load(&g.bytes), n);
+    /* Shrinking: reads past the new end fail the file with -EIO. */
+    assert_int_equal(truncate(p, (off_t)n), 0);
+    struct change_arg s = {.path = p, .shrink = true};
+    assert_int_equal(tp_file_chunks(e, p, change_fn, &s), -EIO);
+    assert_true(atomic_load(&s.bytes) < n);
+    unlink(p);
+    free(p);
+    free(b);
+    tp_engine_destroy(e);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/tp_engine_test.XXXXXX");
@@ -373,6 +425,7 @@ int main(void) {
         cmocka_unit_test(test_jobs_match_direct),
         cmocka_unit_test(test_errors_and_order),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_file_changes_during_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
