@@ -72,6 +72,7 @@ struct tp_fdpool {
         st_failures;
     /* inotify (inotify.c), under mu */
     int inotify_fd;
+    uint64_t drained_at; /* last drain (coarse clock) */
     struct tp__fd_watch *watches;
     size_t nwatches, cap_watches;
 };
@@ -79,7 +80,9 @@ struct tp_fdpool {
 /* inotify.c; all called with mu held (init/fini from create/free). */
 int tp__fd_inotify_init(tp_fdpool *fp);
 void tp__fd_inotify_fini(tp_fdpool *fp);
-void tp__fd_inotify_drain(tp_fdpool *fp);
+/* Read pending events, at most once per TP__FD_DRAIN_NS of (coarse) now. */
+void tp__fd_inotify_drain(tp_fdpool *fp, uint64_t now);
+#define TP__FD_DRAIN_NS (2 * TP_NSEC_PER_MSEC)
 void tp__fd_watch(tp_fdpool *fp, struct tp__fd_entry *e);
 void tp__fd_unwatch(tp_fdpool *fp, struct tp__fd_entry *e);
 

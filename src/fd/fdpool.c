@@ -509,7 +509,7 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
     fp->calls++;
     uint64_t now = coarse_now();
     expire_idle(fp, now, EXPIRE_BATCH);
-    tp__fd_inotify_drain(fp);
+    tp__fd_inotify_drain(fp, now);
     for (;;) {
         if (fp->dead) {
             err = -ESHUTDOWN;

@@ -10,9 +10,11 @@
  * descriptor per inode, so entries sharing a file or a directory share a
  * wd; fp->watches counts the entries using each wd and the last one removes
  * the watch. An event only sets entry->recheck: the stat in the acquire path
- * stays the source of truth. IN_Q_OVERFLOW marks every entry; a failed
- * inotify_add_watch (limits) leaves the entry on the valid_ns re-check.
- * Everything here runs with fp->mu held.
+ * stays the source of truth. Draining costs a read() syscall, so acquires
+ * drain at most once per TP__FD_DRAIN_NS (a change is noticed within a few
+ * ms instead of valid_ns; cache hits in between stay syscall-free). IN_Q_OVERFLOW marks every
+ * entry; a failed inotify_add_watch (limits) leaves the entry on the valid_ns re-check. Everything
+ * here runs with fp->mu held.
  */
 #include "fd/fd_internal.h"
 
@@ -106,8 +108,9 @@ void tp__fd_unwatch(tp_fdpool *fp, struct tp__fd_entry *e) {
     e->file_wd = e->dir_wd = -1;
 }
 
-void tp__fd_inotify_drain(tp_fdpool *fp) {
-    if (fp->inotify_fd < 0) return;
+void tp__fd_inotify_drain(tp_fdpool *fp, uint64_t now) {
+    if (fp->inotify_fd < 0 || now - fp->drained_at < TP__FD_DRAIN_NS) return;
+    fp->drained_at = now;
     _Alignas(struct inotify_event) char buf[4096];
     for (;;) {
         ssize_t n = read(fp->inotify_fd, buf, sizeof buf);
