@@ -86,7 +86,7 @@ typedef struct tp_bufpool_opts {
     bool passthrough;          /* plain allocate/free on every get/put, no retention */
     bool thread_cache;         /* per-thread caches; default true */
     size_t cache_bytes;        /* per thread, per class cache limit; default 1 MiB,
-                                  at most max_retained / 8 (at least one buffer, at
+                                  at most max_retained / 64 (at least one buffer, at
                                   most 32); 0 = no thread caches */
     uint64_t tick_ops;         /* auto tick every N depot operations; default 65536;
                                   0 = only explicit ticks */

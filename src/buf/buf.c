@@ -1067,10 +1067,10 @@ TP_API int tp_bufpool_create(tp_bufpool **out, const tp_bufpool_opts *opts) {
     bp->o.name = bp->name;
     bp->page = tp__page_size();
     bp->id = tp__add_relaxed(&g_next_id, 1);
-    /* A cache may hold at most 1/8 of the cap per class, so caches of
+    /* A cache may hold at most 1/64 of the cap per class, so caches of
      * threads that only put (pipeline consumers) cannot absorb the whole cap
      * and starve the depot. */
-    size_t per_class = o.cache_bytes < o.max_retained / 8 ? o.cache_bytes : o.max_retained / 8;
+    size_t per_class = o.cache_bytes < o.max_retained / 64 ? o.cache_bytes : o.max_retained / 64;
     for (unsigned c = 0; c < NCLASS; c++) {
         size_t slots = per_class / class_size(c);
         if (slots < 1) slots = 1;

@@ -172,11 +172,20 @@ static void test_inuse_cap_fail(void **st) {
 struct putter {
     tp_bufpool *bp;
     tp_buf *b;
+    uint64_t after;
 };
 
+static uint64_t waits(tp_bufpool *bp) {
+    struct tp_bufpool_stats s;
+    tp_bufpool_stats(bp, &s);
+    return s.waits;
+}
+
+/* Put p->b once the main thread is waiting (stats.waits reached p->after),
+ * so the test does not depend on who is scheduled first. */
 static void *put_later(void *arg) {
     struct putter *p = arg;
-    tp_test_sleep_ms(30);
+    TP_TEST_WAIT_FOR(waits(p->bp) >= p->after, 30000);
     tp_buf_put(p->bp, p->b);
     return NULL;
 }
@@ -188,7 +197,7 @@ static void test_inuse_cap_wait(void **st) {
     o.max_inuse = 65536;
     o.block_on_cap = true;
     tp_bufpool *bp = mk(&o);
-    struct putter p = {bp, tp_buf_get(bp, 65536)};
+    struct putter p = {bp, tp_buf_get(bp, 65536), 1};
     assert_non_null(p.b);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, put_later, &p), 0);
@@ -200,6 +209,7 @@ static void test_inuse_cap_wait(void **st) {
     assert_int_equal(s.waits, 1);
     tp_buf *c = NULL;
     p.b = b;
+    p.after = 2;
     assert_int_equal(pthread_create(&t, NULL, put_later, &p), 0);
     assert_int_equal(tp_buf_get_timeout(bp, 65536, 30 * TP_NSEC_PER_SEC, &c), 0);
     assert_non_null(c);

@@ -187,7 +187,9 @@ static void test_pipeline_accounting(void **st) {
     assert_int_equal(s.total.gets, (uint64_t)q.n);
     assert_int_equal(s.total.puts, (uint64_t)q.n);
     assert_true(s.peak_retained <= o.max_retained);
-    assert_true(s.hit_ratio > 0.5); /* buffers really cycle through the depot */
+    print_message("pipeline: %d buffers, hit ratio %.3f, dropped %llu\n", q.n, s.hit_ratio,
+                  (unsigned long long)s.total.dropped);
+    assert_true(s.hit_ratio > 0.9); /* buffers really cycle through the depot */
     tp_bufpool_destroy(q.bp);
     pthread_mutex_destroy(&q.mu);
     pthread_cond_destroy(&q.cv);
