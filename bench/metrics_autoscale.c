@@ -10,8 +10,10 @@
  * phase (whole phase, adaptation time included), threads, and for the
  * adaptive pool the target changes per minute in the second half of each
  * phase (steady load).
- * Usage: metrics_autoscale [PHASE_SECONDS] [POOLS...]   e.g. 3 2 8 32 256 0
- * (0 = adaptive; default 2 8 32 256 0).
+ * Usage: metrics_autoscale [PHASE_SECONDS] [REPS] [POOLS...]   e.g. 2 3 2 8 32 256 0
+ * (0 = adaptive; default 2 s, 3 reps, pools 2 8 32 256 0). Each rep runs
+ * every pool in turn; per pool and phase the median over reps is shown
+ * (the machine's other load drifts, so pools are interleaved).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -105,6 +107,7 @@ struct result {
     unsigned threads_peak[NPHASE];
     double target_mean[NPHASE];
     double changes_per_min[NPHASE];
+    double downs_per_min[NPHASE]; /* of which shrinking */
 };
 
 static void run(unsigned fixed, double phase_s, struct result *res) {
@@ -126,7 +129,7 @@ static void run(unsigned fixed, double phase_s, struct result *res) {
     for (int ph = 0; ph < NPHASE; ph++) {
         atomic_store(&g_phase, ph);
         uint64_t t0 = now_ns(), d0 = atomic_load(&g_done), end = t0 + (uint64_t)(phase_s * 1e9);
-        uint64_t half = t0 + (end - t0) / 2, ch_half = 0;
+        uint64_t half = t0 + (end - t0) / 2, ch_half = 0, down_half = 0;
         bool half_seen = false;
         unsigned peak = 0;
         double tsum = 0;
@@ -142,6 +145,7 @@ static void run(unsigned fixed, double phase_s, struct result *res) {
                 struct tp_autoscale_stats as;
                 tp_autoscale_stats(a, &as);
                 ch_half = as.changes;
+                down_half = as.downs;
                 half_seen = true;
             }
         }
@@ -149,11 +153,12 @@ static void run(unsigned fixed, double phase_s, struct result *res) {
         res->tput[ph] = (double)(d1 - d0) / ((double)(t1 - t0) / 1e9);
         res->threads_peak[ph] = peak;
         res->target_mean[ph] = samples ? tsum / samples : 0;
-        res->changes_per_min[ph] = 0;
+        res->changes_per_min[ph] = res->downs_per_min[ph] = 0;
         if (a) {
             struct tp_autoscale_stats as;
             tp_autoscale_stats(a, &as);
             res->changes_per_min[ph] = (double)(as.changes - ch_half) / (phase_s / 2) * 60.0;
+            res->downs_per_min[ph] = (double)(as.downs - down_half) / (phase_s / 2) * 60.0;
         }
     }
     atomic_store(&g_stop, 1);
@@ -164,26 +169,58 @@ static void run(unsigned fixed, double phase_s, struct result *res) {
     tp_pool_destroy(p);
 }
 
+static int cmpd(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof v[0], cmpd);
+    return v[n / 2];
+}
+
 int main(int argc, char **argv) {
-    double phase_s = argc > 1 ? atof(argv[1]) : 3.0;
+    double phase_s = argc > 1 ? atof(argv[1]) : 2.0;
+    int reps = argc > 2 ? atoi(argv[2]) : 3;
     unsigned pools[16] = {2, 8, 32, 256, 0};
     int npools = 5;
-    if (argc > 2) {
+    if (argc > 3) {
         npools = 0;
-        for (int i = 2; i < argc && npools < 16; i++)
+        for (int i = 3; i < argc && npools < 16; i++)
             pools[npools++] = (unsigned)atoi(argv[i]);
     }
-    if (!(phase_s >= 0.5)) {
-        fprintf(stderr, "usage: %s [PHASE_SECONDS>=0.5] [POOLS... (0 = adaptive)]\n", argv[0]);
+    if (!(phase_s >= 0.5) || reps < 1 || reps > 15) {
+        fprintf(stderr, "usage: %s [PHASE_SECONDS>=0.5] [REPS 1-15] [POOLS... (0 = adaptive)]\n",
+                argv[0]);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     calibrate();
-    printf("adaptive vs fixed pools: %u usable CPUs, %.1f s per phase (%.0f spin iters/us)\n",
-           tp_usable_cpus(), phase_s, g_iters_per_us);
+    printf("adaptive vs fixed pools: %u usable CPUs, %.1f s per phase, median of %d reps "
+           "(%.0f spin iters/us)\n",
+           tp_usable_cpus(), phase_s, reps, g_iters_per_us);
+    static struct result all[15][16];
+    for (int r = 0; r < reps; r++)
+        for (int i = 0; i < npools; i++)
+            run(pools[i], phase_s, &all[r][i]);
     struct result res[16];
-    for (int i = 0; i < npools; i++)
-        run(pools[i], phase_s, &res[i]);
+    for (int i = 0; i < npools; i++) {
+        for (int ph = 0; ph < NPHASE; ph++) {
+            double v[15], t[15], c[15], k[15], d[15];
+            for (int r = 0; r < reps; r++) {
+                v[r] = all[r][i].tput[ph];
+                t[r] = all[r][i].threads_peak[ph];
+                c[r] = all[r][i].changes_per_min[ph];
+                d[r] = all[r][i].downs_per_min[ph];
+                k[r] = all[r][i].target_mean[ph];
+            }
+            res[i].tput[ph] = median(v, reps);
+            res[i].threads_peak[ph] = (unsigned)median(t, reps);
+            res[i].changes_per_min[ph] = median(c, reps);
+            res[i].downs_per_min[ph] = median(d, reps);
+            res[i].target_mean[ph] = median(k, reps);
+        }
+    }
 
     printf("\n%-10s", "tasks/s");
     for (int ph = 0; ph < NPHASE; ph++)
@@ -226,7 +263,8 @@ int main(int argc, char **argv) {
             printf(" %s %.1f", phase_name[ph], res[i].target_mean[ph]);
         printf("\n  target changes/min, 2nd half of each phase (steady load):");
         for (int ph = 0; ph < NPHASE; ph++)
-            printf(" %s %.0f", phase_name[ph], res[i].changes_per_min[ph]);
+            printf(" %s %.0f (%.0f down)", phase_name[ph], res[i].changes_per_min[ph],
+                   res[i].downs_per_min[ph]);
         printf("\n");
     }
     return 0;

@@ -6,7 +6,11 @@ B=${1:-build-bench}
 for exe in metrics_hotpath metrics_overhead metrics_autoscale; do
   if [ -x "$B/$exe" ]; then
     echo "--- $exe"
-    "$B/$exe"
+    case $exe in
+      metrics_overhead) "$B/$exe" 1000000 5 ;;
+      metrics_autoscale) "$B/$exe" 2 3 ;;
+      *) "$B/$exe" ;;
+    esac
   else
     echo "--- $exe: not built (module missing?)"
   fi
