@@ -69,6 +69,9 @@ typedef struct tp_fdpool_opts {
     uint64_t wait_ns;      /* tp_fd_acquire's wait when all descriptors are leased;
                               default TP_FOREVER; 0 = fail at once with -EMFILE */
     bool use_inotify;      /* watch files and their directories for rotation */
+    unsigned min_uses;     /* cache a file only from its min_uses-th open within
+                              inactive_ns (nginx's open_file_cache_min_uses); earlier
+                              opens are closed at release. Default 1 (always cache) */
     tp_fd_leak_fn on_leak; /* leak report at destroy; may be NULL */
     void *on_leak_arg;
     /* More fields may be added; always start from tp_fdpool_opts_init(). */
@@ -86,6 +89,7 @@ struct tp_fdpool_stats {
     uint64_t waits;          /* acquires that had to wait for a descriptor */
     uint64_t emfile_retries; /* open() failures with EMFILE/ENFILE that were retried */
     uint64_t failures;       /* acquires that returned an error */
+    uint64_t uncached;       /* misses not cached because of min_uses */
     unsigned open;           /* descriptors held now */
     unsigned peak_open;      /* most descriptors held at once */
     unsigned leased;         /* leases out now */

@@ -41,6 +41,13 @@ struct tp_fd {
     tp_fd *next_free;           /* free list link; under pool mu */
 };
 
+/* A use counter for min_uses (see worth_caching in fdpool.c). */
+struct tp__fd_ghost {
+    uint32_t hash;
+    uint32_t uses;
+    uint64_t seen;
+};
+
 struct tp__fd_watch {
     int wd;
     unsigned refs;
@@ -68,6 +75,10 @@ struct tp_fdpool {
     uint64_t inactive_ns, valid_ns, wait_ns;
     tp_fd_leak_fn on_leak;
     void *on_leak_arg;
+    unsigned min_uses;
+    struct tp__fd_ghost *ghosts; /* NULL unless min_uses > 1 */
+    size_t ghost_mask;
+    uint64_t st_uncached;
     uint64_t st_hits, st_misses, st_evictions, st_expired, st_reopened, st_waits, st_emfile_retries,
         st_failures;
     /* inotify (inotify.c), under mu */

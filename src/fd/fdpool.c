@@ -83,6 +83,7 @@ void tp_fdpool_opts_init(tp_fdpool_opts *o) {
     o->inactive_ns = 60 * TP_NSEC_PER_SEC;
     o->valid_ns = TP_NSEC_PER_SEC;
     o->wait_ns = TP_FOREVER;
+    o->min_uses = 1;
 }
 
 static uint32_t key_hash(const char *path, int kflags) {
@@ -309,6 +310,15 @@ int tp_fdpool_create(tp_fdpool **out, const tp_fdpool_opts *opts) {
     fp->on_leak = o.on_leak;
     fp->on_leak_arg = o.on_leak_arg;
     fp->inotify_fd = -1;
+    if (o.min_uses > 1) {
+        size_t ng = 16;
+        while (ng < 2 * (size_t)max_open && ng < ((size_t)1 << 18))
+            ng <<= 1;
+        fp->ghosts = calloc(ng, sizeof *fp->ghosts);
+        if (!fp->ghosts) goto err_free_buckets;
+        fp->ghost_mask = ng - 1;
+        fp->min_uses = o.min_uses;
+    }
     /* Adaptive: critical sections are a few hundred ns, so a contending
      * thread spins briefly instead of paying futex sleep + wake syscalls. */
     pthread_mutexattr_t ma;
@@ -329,6 +339,7 @@ err_destroy_cv:
 err_destroy_mutex:
     pthread_mutex_destroy(&fp->mu);
 err_free_buckets:
+    free(fp->ghosts);
     free(fp->buckets);
 err_free_pool:
     free(fp);
@@ -347,6 +358,7 @@ static void pool_free(tp_fdpool *fp) {
     pthread_cond_destroy(&fp->calls_cv);
     pthread_cond_destroy(&fp->cv);
     pthread_mutex_destroy(&fp->mu);
+    free(fp->ghosts);
     free(fp->buckets);
     free(fp);
 }
@@ -474,6 +486,23 @@ static int wait_for_slot(tp_fdpool *fp, struct acq_wait *w) {
     if (fp->dead) return -ESHUTDOWN;
     if (c && tp_ctx_err(c)) return tp_ctx_err(c);
     return rc;
+}
+
+/* min_uses (nginx's open_file_cache_min_uses): cache a key only from its
+ * min_uses-th open within inactive_ns. Uses are counted in a direct-mapped
+ * table of key hashes (a collision or an overwritten slot only delays or
+ * hastens caching; it is a heuristic). Under fp->mu. */
+static bool worth_caching(tp_fdpool *fp, uint32_t h, bool fresh, uint64_t now) {
+    if (fp->min_uses <= 1 || fresh) return true;
+    struct tp__fd_ghost *g = &fp->ghosts[h & fp->ghost_mask];
+    if (g->hash != h || (fp->inactive_ns != TP_FOREVER && now - g->seen >= fp->inactive_ns)) {
+        g->hash = h;
+        g->uses = 0;
+    }
+    g->seen = now;
+    if (++g->uses < fp->min_uses) return false;
+    g->uses = 0;
+    return true;
 }
 
 /* Give back a reserved slot that did not become an entry. Under fp->mu. */
@@ -606,8 +635,13 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
             break;
         }
         if (old) entry_detach(fp, old); /* O_TRUNC/O_EXCL: the new one replaces it */
-        table_insert(fp, ne);
-        tp__fd_watch(fp, ne);
+        if (worth_caching(fp, h, fresh, now)) {
+            table_insert(fp, ne);
+            tp__fd_watch(fp, ne);
+        } else {
+            detached_push(fp, ne); /* closed by its release */
+            fp->st_uncached++;
+        }
         if (fp->nopen > fp->peak_open) fp->peak_open = fp->nopen;
         fp->st_misses++;
         break;
@@ -815,6 +849,7 @@ void tp_fdpool_stats(tp_fdpool *fp, struct tp_fdpool_stats *out) {
     out->waits = fp->st_waits;
     out->emfile_retries = fp->st_emfile_retries;
     out->failures = fp->st_failures;
+    out->uncached = fp->st_uncached;
     out->open = fp->nopen;
     out->peak_open = fp->peak_open;
     out->leased = fp->leased;

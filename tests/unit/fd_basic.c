@@ -264,6 +264,34 @@ static void test_close_uncaches(void **state) {
     assert_int_equal(tp_fdpool_destroy(fp), 0);
 }
 
+static void test_min_uses(void **state) {
+    (void)state;
+    int base = tp__open_fd_count();
+    tp_fdpool_opts o;
+    tp_fdpool_opts_init(&o);
+    assert_int_equal(o.min_uses, 1);
+    o.min_uses = 3;
+    tp_fdpool *fp;
+    assert_int_equal(tp_fdpool_create(&fp, &o), 0);
+    char p[128];
+    path_of(p, sizeof p, 5);
+    struct tp_fdpool_stats st;
+    for (int i = 1; i <= 4; i++) {
+        tp_fd *h;
+        assert_int_equal(tp_fd_acquire(fp, p, O_RDONLY, 0, &h), 0);
+        tp_fd_release(fp, h);
+        tp_fdpool_stats(fp, &st);
+        /* Opens 1 and 2 are closed at release; the 3rd is cached; the 4th hits. */
+        assert_int_equal(st.open, i < 3 ? 0 : 1);
+        assert_int_equal(tp__open_fd_count(), base + (i < 3 ? 0 : 1));
+    }
+    assert_int_equal(st.uncached, 2);
+    assert_int_equal(st.misses, 3);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(tp_fdpool_destroy(fp), 0);
+    assert_int_equal(tp__open_fd_count(), base);
+}
+
 static void test_sequential(void **state) {
     (void)state;
     tp_fdpool *fp;
@@ -345,8 +373,8 @@ int main(void) {
         cmocka_unit_test(test_defaults),       cmocka_unit_test(test_hit_miss_and_keys),
         cmocka_unit_test(test_bound_and_lru),  cmocka_unit_test(test_all_leased),
         cmocka_unit_test(test_pread_pwrite),   cmocka_unit_test(test_sequential),
-        cmocka_unit_test(test_close_uncaches), cmocka_unit_test(test_expiry),
-        cmocka_unit_test(test_raise_nofile),
+        cmocka_unit_test(test_close_uncaches), cmocka_unit_test(test_min_uses),
+        cmocka_unit_test(test_expiry),         cmocka_unit_test(test_raise_nofile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
