@@ -417,7 +417,15 @@ static void wake_or_spawn(tp_pool *p) {
 static inline void after_push(tp_pool *p) {
     /* seq_cst: second half of the submitter side of the Dekker pair. */
     uint64_t w = atomic_load_explicit(&p->idle_spin, SEQ_CST);
-    if (w >> 32) return; /* a spinning worker will find it */
+    if (w >> 32) {
+        /* A spinning worker will find it, unless more tasks wait than
+         * there are spinners: a spinner may be preempted (or a woken worker
+         * not yet scheduled) on a loaded machine, so each extra queued task
+         * wakes one more parked worker instead of waiting behind it. */
+        if ((w & IDLE_MASK) == 0 || ring_depth_sc(p) <= (w >> 32)) return;
+        wake_or_spawn(p);
+        return;
+    }
     if ((w & IDLE_MASK) != 0 ||
         atomic_load_explicit(&p->nworkers, SEQ_CST) < tp__load_relaxed(&p->max_workers))
         wake_or_spawn(p);
