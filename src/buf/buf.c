@@ -277,6 +277,26 @@ static void data_free(tp_buf *b) {
     free(b);
 }
 
+#define HUGEPAGE ((size_t)2 << 20)
+
+/* cap bytes mapped at a 2 MiB boundary with transparent huge pages asked for
+ * (one fault and one TLB entry per 2 MiB). Over-maps by 2 MiB and unmaps the
+ * slack, so the result is an ordinary mapping of exactly cap bytes. */
+static void *map_huge(size_t cap, bool populate) {
+    if (cap > SIZE_MAX - HUGEPAGE) return NULL;
+    uint8_t *raw = mmap(NULL, cap + HUGEPAGE, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGEPAGE - 1) & ~(uintptr_t)(HUGEPAGE - 1));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    if (raw + cap + HUGEPAGE > p + cap) munmap(p + cap, (size_t)(raw + cap + HUGEPAGE - (p + cap)));
+    (void)madvise(p, cap, MADV_HUGEPAGE); /* advice: fine if THP is off */
+    if (populate)
+        for (size_t off = 0; off < cap; off += 4096)
+            ((volatile uint8_t *)p)[off] = 0;
+    return p;
+}
+
 /* A new buffer of class c (cap bytes). NULL on ENOMEM. */
 static tp_buf *buf_alloc(tp_bufpool *bp, unsigned c, size_t cap, bool populate) {
     tp_buf *b = malloc(sizeof *b);
@@ -284,7 +304,10 @@ static tp_buf *buf_alloc(tp_bufpool *bp, unsigned c, size_t cap, bool populate) 
     memset(b, 0, sizeof *b);
     void *p = NULL;
     bool map = c == HUGE_C || cap >= MMAP_MIN || (bp->o.page_aligned && cap >= bp->page);
-    if (map) {
+    if (map && bp->o.huge_pages && cap >= HUGEPAGE) {
+        p = map_huge(cap, populate);
+        b->tp_flags_ = F_MMAP;
+    } else if (map) {
         int fl = MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0);
         p = mmap(NULL, cap, PROT_READ | PROT_WRITE, fl, -1, 0);
         if (p == MAP_FAILED) p = NULL;

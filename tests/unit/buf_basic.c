@@ -256,6 +256,27 @@ static void test_reset_zero_align(void **st) {
     tp_bufpool_destroy(bp);
 }
 
+static void test_huge_pages(void **st) {
+    (void)st;
+    tp_bufpool_opts o;
+    tp_bufpool_opts_init(&o);
+    o.huge_pages = true;
+    tp_bufpool *bp = mk(&o);
+    size_t sizes[] = {2u << 20, 4u << 20, TP_BUF_MAX_SIZE + 12345};
+    for (int i = 0; i < 3; i++) {
+        tp_buf *b = tp_buf_get(bp, sizes[i]);
+        assert_non_null(b);
+        assert_int_equal((uintptr_t)b->data % (2u << 20), 0);
+        memset(b->data, 7, b->cap); /* exactly cap bytes are mapped */
+        tp_buf_put(bp, b);
+    }
+    assert_int_equal(tp_bufpool_prewarm(bp, 2u << 20, 1, true), 0);
+    tp_buf *s = tp_buf_get(bp, 100); /* small classes are unaffected */
+    assert_non_null(s);
+    tp_buf_put(bp, s);
+    tp_bufpool_destroy(bp);
+}
+
 static void test_passthrough(void **st) {
     (void)st;
     tp_bufpool_opts o;
@@ -328,15 +349,11 @@ static void test_destroy_outstanding(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classes),
-        cmocka_unit_test(test_reuse_and_stats),
-        cmocka_unit_test(test_retained_cap),
-        cmocka_unit_test(test_inuse_cap_fail),
-        cmocka_unit_test(test_inuse_cap_wait),
-        cmocka_unit_test(test_reset_zero_align),
-        cmocka_unit_test(test_passthrough),
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_destroy_outstanding),
+        cmocka_unit_test(test_classes),        cmocka_unit_test(test_reuse_and_stats),
+        cmocka_unit_test(test_retained_cap),   cmocka_unit_test(test_inuse_cap_fail),
+        cmocka_unit_test(test_inuse_cap_wait), cmocka_unit_test(test_reset_zero_align),
+        cmocka_unit_test(test_huge_pages),     cmocka_unit_test(test_passthrough),
+        cmocka_unit_test(test_bad_input),      cmocka_unit_test(test_destroy_outstanding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
