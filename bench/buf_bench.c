@@ -18,6 +18,9 @@
  *   full = memset of the whole buffer, partial = one byte per 4 KiB page.
  * Output: variant workload size fill ops_per_s peak_rss_kib bound_kib
  *   bound_kib (pool only): RSS at start + cap + buffers held at once.
+ * Experiments (pool mode; not used by run_buf.sh): BUF_BENCH_HUGE=1 sets
+ * huge_pages, BUF_BENCH_CACHE=N sets cache_bytes. BUF_BENCH_STATS=1 prints the
+ * pool's counters to stderr.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -244,7 +247,8 @@ int main(int argc, char **argv) {
         tp_bufpool_opts o;
         tp_bufpool_opts_init(&o);
         o.max_retained = POOL_CAP;
-        if (getenv("BUF_BENCH_CACHE")) /* experiments: per-class cache bytes */
+        o.huge_pages = getenv("BUF_BENCH_HUGE") != NULL; /* experiment: THP mappings */
+        if (getenv("BUF_BENCH_CACHE"))                   /* experiments: per-class cache bytes */
             o.cache_bytes = strtoull(getenv("BUF_BENCH_CACHE"), NULL, 0);
         if (tp_bufpool_create(&bp, &o) != 0) return 1;
     }
