@@ -3,7 +3,7 @@
  * File-handle pool benchmark (issue 5 "Performance").
  *
  *   fd_bench setup DIR NFILES FILE_KIB     create the files (once)
- *   fd_bench reads DIR NFILES WS READS MAX_OPEN THREADS
+ *   fd_bench reads DIR NFILES WS READS MAX_OPEN THREADS [MIN_USES]
  *       READS random 4 KiB preads over the first WS of NFILES files, split
  *       over THREADS threads, two ways: through a pool with MAX_OPEN
  *       (acquire + tp_fd_pread + release) and open + pread + close per read
@@ -148,10 +148,11 @@ static void run_reads(tp_fdpool *fp, unsigned reads, unsigned threads, unsigned 
 /* Pool and peer run in 10 interleaved segments each, so machine noise (other
  * processes on a shared box) hits both alike; CPU time is also reported
  * because it does not count time the process was not running. */
-static int bench_reads(unsigned reads, unsigned max_open, unsigned threads) {
+static int bench_reads(unsigned reads, unsigned max_open, unsigned threads, unsigned min_uses) {
     tp_fdpool_opts o;
     tp_fdpool_opts_init(&o);
     o.max_open = max_open;
+    o.min_uses = min_uses ? min_uses : 1;
     tp_fdpool *fp;
     int rc = tp_fdpool_create(&fp, &o);
     if (rc) return fprintf(stderr, "create: %s\n", tp_strerror(rc)), 1;
@@ -166,10 +167,10 @@ static int bench_reads(unsigned reads, unsigned max_open, unsigned threads) {
     }
     struct tp_fdpool_stats st;
     tp_fdpool_stats(fp, &st);
-    printf("way=pool ws=%u files=%u max_open=%u threads=%u reads=%u ns_per_read=%.0f "
+    printf("way=pool ws=%u files=%u max_open=%u min_uses=%u threads=%u reads=%u ns_per_read=%.0f "
            "cpu_ns_per_read=%.0f reads_per_s=%.0f errors=%u first_error=%d hits=%llu "
            "misses=%llu evictions=%llu peak_open=%u\n",
-           g_ws, g_nfiles, max_open, threads, reads, (double)tp.wall / reads,
+           g_ws, g_nfiles, max_open, o.min_uses, threads, reads, (double)tp.wall / reads,
            (double)tp.cpu / reads, reads * 1e9 / (double)tp.wall, tp.errors, tp.first_err,
            (unsigned long long)st.hits, (unsigned long long)st.misses,
            (unsigned long long)st.evictions, st.peak_open);
@@ -177,8 +178,8 @@ static int bench_reads(unsigned reads, unsigned max_open, unsigned threads) {
            "cpu_ns_per_read=%.0f reads_per_s=%.0f errors=%u first_error=%d\n",
            g_ws, g_nfiles, threads, reads, (double)tn.wall / reads, (double)tn.cpu / reads,
            reads * 1e9 / (double)tn.wall, tn.errors, tn.first_err);
-    printf("ratio ws=%u threads=%u pool_speedup=%.2f pool_cpu_speedup=%.2f\n", g_ws, threads,
-           (double)tn.wall / (double)tp.wall, (double)tn.cpu / (double)tp.cpu);
+    printf("ratio ws=%u threads=%u min_uses=%u pool_speedup=%.2f pool_cpu_speedup=%.2f\n", g_ws,
+           threads, o.min_uses, (double)tn.wall / (double)tp.wall, (double)tn.cpu / (double)tp.cpu);
     tp_fdpool_destroy(fp);
     return tp.errors || tn.errors;
 }
@@ -248,7 +249,8 @@ int main(int argc, char **argv) {
         g_ws = (unsigned)atoi(argv[4]);
         if (g_ws == 0 || g_ws > g_nfiles) g_ws = g_nfiles;
         return bench_reads((unsigned)atoi(argv[5]), (unsigned)atoi(argv[6]),
-                           (unsigned)atoi(argv[7]) ? (unsigned)atoi(argv[7]) : 1);
+                           (unsigned)atoi(argv[7]) ? (unsigned)atoi(argv[7]) : 1,
+                           argc > 8 ? (unsigned)atoi(argv[8]) : 1);
     }
     if (argc >= 6 && strcmp(argv[1], "nofile") == 0) {
         snprintf(g_dir, sizeof g_dir, "%s", argv[2]);
@@ -256,7 +258,7 @@ int main(int argc, char **argv) {
         return bench_nofile((rlim_t)atoi(argv[4]), (unsigned)atoi(argv[5]));
     }
     fprintf(stderr, "usage: fd_bench setup DIR NFILES FILE_KIB\n"
-                    "       fd_bench reads DIR NFILES WS READS MAX_OPEN THREADS\n"
+                    "       fd_bench reads DIR NFILES WS READS MAX_OPEN THREADS [MIN_USES]\n"
                     "       fd_bench nofile DIR NFILES SOFT MAX_OPEN\n");
     return 2;
 }
