@@ -19,6 +19,16 @@
  * pool's hot path. With no registry the collector keeps a private one so
  * the controller in autoscale.c can still read the histograms.
  *
+ * Worker threads: the observer records each thread's id (o->threads, under
+ * o->threads_lock) on its first task so the controller can read the
+ * thread's schedstat; tp__obs_sched_sample holds that lock while it reads
+ * the /proc files (a worker's first task may wait that long, once).
+ *
+ * Lock order: registry lock -> the pool's own locks (a scrape calls the
+ * stats functions under the registry lock). The observer takes no registry
+ * lock (histogram updates are lock-free), so no cycle. o->threads_lock is a
+ * leaf.
+ *
  * Shared fields: a collector's fields are written before it is published
  * (prepare/register return) and then only read; o->pool is set once by
  * tp_obs_register_pool before its series exist. o->autoscale is the
