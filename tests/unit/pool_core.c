@@ -289,7 +289,7 @@ static void test_close_from_task(void **state) {
 }
 
 static atomic_int err_seen;
-static void *err_hook_arg_seen;
+static _Atomic(void *) err_hook_arg_seen;
 static int fail_task(void *arg) {
     (void)arg;
     return -EIO;
@@ -297,7 +297,7 @@ static int fail_task(void *arg) {
 static void on_err(int err, tp_task_fn fn, void *targ, void *hook) {
     assert_true(fn == fail_task);
     assert_true(targ == (void *)0x42);
-    err_hook_arg_seen = hook;
+    atomic_store(&err_hook_arg_seen, hook);
     if (err == -EIO) atomic_fetch_add(&err_seen, 1);
 }
 
@@ -317,7 +317,7 @@ static void test_on_error(void **state) {
     }
     assert_int_equal(tp_pool_close(p, TP_FOREVER), 0);
     assert_int_equal(atomic_load(&err_seen), 10);
-    assert_ptr_equal(err_hook_arg_seen, (void *)0x7);
+    assert_ptr_equal(atomic_load(&err_hook_arg_seen), (void *)0x7);
     struct tp_pool_stats s;
     tp_pool_stats(p, &s);
     assert_int_equal(s.failed, 10);
