@@ -24,9 +24,11 @@
  * acquire with stat(path): if the path now names another inode (rotation
  * by rename + create) or no file (deleted), the acquire opens the path
  * afresh while existing leases keep the old descriptor until released.
- * With `use_inotify`, changes in the parent directory and to the file mark
- * cached entries for re-validation at once; inotify is only a speed-up
- * (queue overflow or watch limits fall back to the valid_ns re-check).
+ * Within valid_ns of the last check a hit may thus return a file the path no
+ * longer names; tp_fdpool_invalidate() forces the check. With `use_inotify`,
+ * changes in the parent directory and to the file mark cached entries for
+ * re-validation within a few ms; inotify is only a speed-up (a queue
+ * overflow re-validates every entry; watch limits fall back to valid_ns).
  *
  * Every descriptor is opened with O_CLOEXEC. Flags O_TRUNC and O_EXCL make
  * the acquire open afresh (never a cache hit); the new descriptor replaces
