@@ -93,14 +93,26 @@ static void *monitor(void *arg) {
     return NULL;
 }
 
-static void test_stress(void **state) {
-    (void)state;
+static void run_stress(bool inotify) {
+    atomic_store(&g_stop, false);
+    atomic_store(&g_ok, 0);
+    atomic_store(&g_bad, 0);
+    atomic_store(&g_fails, 0);
+    atomic_store(&g_max_fds, 0);
     for (unsigned i = 0; i < NFILES; i++)
         write_gen(i, 0);
     tp_fdpool_opts o;
     tp_fdpool_opts_init(&o);
     o.max_open = MAX_OPEN;
     o.valid_ns = 0; /* re-check every acquire: exercises the rotation path */
+    if (inotify) {
+        /* Only inotify events trigger re-validation: exercises the watch
+         * bookkeeping under concurrency. Its descriptor counts in max_open
+         * and is open before the baseline below. */
+        o.max_open = MAX_OPEN + 1;
+        o.valid_ns = TP_FOREVER;
+        o.use_inotify = true;
+    }
     o.inactive_ns = 5 * TP_NSEC_PER_MSEC;
     assert_int_equal(tp_fdpool_create(&g_fp, &o), 0);
     /* The rotator may hold 1 temp descriptor; the monitor's directory stream
@@ -122,21 +134,34 @@ static void test_stress(void **state) {
 
     struct tp_fdpool_stats st;
     tp_fdpool_stats(g_fp, &st);
-    print_message("fd stress: %u threads x %u: ok %u bad %u fails %u; hits %llu misses %llu "
+    print_message("fd stress%s: %u threads x %u: ok %u bad %u fails %u; hits %llu misses %llu "
                   "evictions %llu reopened %llu waits %llu peak_open %u max fds seen %d\n",
-                  g_threads, g_iter, atomic_load(&g_ok), atomic_load(&g_bad), atomic_load(&g_fails),
-                  (unsigned long long)st.hits, (unsigned long long)st.misses,
-                  (unsigned long long)st.evictions, (unsigned long long)st.reopened,
-                  (unsigned long long)st.waits, st.peak_open, atomic_load(&g_max_fds));
+                  inotify ? " (inotify)" : "", g_threads, g_iter, atomic_load(&g_ok),
+                  atomic_load(&g_bad), atomic_load(&g_fails), (unsigned long long)st.hits,
+                  (unsigned long long)st.misses, (unsigned long long)st.evictions,
+                  (unsigned long long)st.reopened, (unsigned long long)st.waits, st.peak_open,
+                  atomic_load(&g_max_fds));
     assert_int_equal(atomic_load(&g_bad), 0);
     assert_int_equal(atomic_load(&g_fails), 0);
     assert_int_equal(atomic_load(&g_ok), g_threads * g_iter);
     assert_int_equal(st.hits + st.misses, (uint64_t)g_threads * g_iter);
     assert_int_equal(st.leased, 0);
     assert_true(st.peak_open <= MAX_OPEN);
+    assert_true(st.inotify == inotify);
     assert_true(atomic_load(&g_max_fds) <= MAX_OPEN);
     assert_int_equal(tp_fdpool_destroy(g_fp), 0);
-    assert_int_equal(tp__open_fd_count(), g_base_fds - 1);
+    /* Everything closed, the inotify descriptor (in the baseline) too. */
+    assert_int_equal(tp__open_fd_count(), g_base_fds - 1 - (inotify ? 1 : 0));
+}
+
+static void test_stress(void **state) {
+    (void)state;
+    run_stress(false);
+}
+
+static void test_stress_inotify(void **state) {
+    (void)state;
+    run_stress(true);
 }
 
 struct blocked {
@@ -264,6 +289,7 @@ int main(int argc, char **argv) {
     if (!mkdtemp(g_dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stress),
+        cmocka_unit_test(test_stress_inotify),
         cmocka_unit_test(test_destroy_wakes_waiters),
         cmocka_unit_test(test_destroy_races_releases),
     };
