@@ -40,7 +40,10 @@ typedef void (*tp_error_fn)(int err, tp_task_fn fn, void *task_arg, void *hook_a
  * label (NULL if none), time it waited in the queue, time it ran, and its
  * result. A task skipped because its context was done reports run_ns 0 and
  * the context's error. Setting an observer makes the pool read the clock at
- * submit, start and end of every task; without one it never does. */
+ * submit and at the end of every task, and at its start unless the worker
+ * comes straight from the previous task (whose end time is then used, so
+ * the pool's few tens of ns between tasks count as run time); without an
+ * observer it never reads the clock per task. */
 typedef void (*tp_observer_fn)(void *arg, const char *label, uint64_t queue_wait_ns,
                                uint64_t run_ns, int result);
 
