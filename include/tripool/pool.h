@@ -159,7 +159,8 @@ TP_API void tp_pool_stats(tp_pool *p, struct tp_pool_stats *out);
  * current task. Returns 0 or -EINVAL (0, < min_workers, absurd). */
 TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers);
 
-/* Wait until the queue is empty and no task runs. Returns 0 or -ETIMEDOUT. */
+/* Wait until the queue is empty and no task runs. Returns 0 or -ETIMEDOUT;
+ * -EDEADLK from one of the pool's own tasks (it would wait for itself). */
 TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns);
 
 /* What the pool is doing now, as text: write(arg, line) is called once per
