@@ -92,9 +92,10 @@ TP_API void tp_obs_fdpool_destroy(tp_obs_fdpool *o);
  * docs/metrics.md) grows while tasks are queued and the process leaves
  * part of its CPU budget (tp_usable_cpus()) unused, i.e. tasks block;
  * shrinks while that budget is saturated by more busy workers than CPUs,
- * or workers sit idle. Hysteresis: growth needs up_ticks consecutive ticks
- * asking for it, shrinking down_ticks and goes in steps of at most a
- * quarter. A user policy replaces it. "Off" is simply not starting a
+ * or workers sit idle; past 8 workers per CPU each growth step must raise
+ * throughput or it is undone and capped for a while. Hysteresis: growth
+ * needs up_ticks consecutive ticks asking for it, shrinking down_ticks and
+ * goes in steps of at most a quarter. A user policy replaces it. "Off" is simply not starting a
  * controller. */
 typedef struct tp_autoscale tp_autoscale;
 

@@ -33,6 +33,19 @@
  * as "CPU budget unused", so the pool grows there (up to max): it claims
  * its quota, as a fixed pool of that size would.
  *
+ * Growth must pay (built-in policy only, pools of PROBE_FROM_PER_CPU
+ * workers per CPU and more): after such a growth step the controller
+ * watches throughput for PROBE_TICKS ticks (skipping the first); if it did
+ * not rise by at least a quarter of the step's proportion (x2 workers:
+ * +25 %), it goes back to the previous size and caps growth there for
+ * PROBE_BACKOFF ticks, doubling with each failed probe up to 8x (so under
+ * steady load it probes less and less often). The cap is lifted early, and
+ * the back-off reset, when the tasks' mean run time changes 3x (a new
+ * workload). This finds the size past which more threads cost throughput
+ * (switching, queue contention), which utilisation alone cannot see when
+ * other processes hold the CPUs and util never reaches util_high. Small
+ * pools are never probed, so a blocking workload always ramps up quickly.
+ *
  * Threads and locks: a->lock protects a->stop and is held only around the
  * timed wait; the controller calls the pool and the policy without it.
  * Stats fields are atomics written by the controller and read by
@@ -53,6 +66,10 @@
 #include "obs/obs_internal.h"
 #include "tripool/obs.h"
 
+#define PROBE_TICKS 3        /* ticks a growth step is judged over */
+#define PROBE_BACKOFF 50     /* a ceiling lasts this many ticks */
+#define PROBE_FROM_PER_CPU 8 /* only pools of 8+ workers per CPU are probed */
+
 struct tp_autoscale {
     tp_pool *pool;
     tp_obs_pool *o;
@@ -71,6 +88,15 @@ struct tp_autoscale {
 
     /* controller thread only */
     unsigned up_streak, down_streak, streak_wish;
+    /* growth probe (built-in policy): see DESIGN */
+    bool probing;
+    unsigned probe_from, probe_to, probe_ticks;
+    double probe_base, probe_sum;
+    unsigned ceiling;       /* 0 = none: growth above it did not pay */
+    uint64_t ceiling_until; /* tick at which the ceiling is lifted */
+    uint64_t backoff;       /* ticks the next ceiling lasts */
+    double ceiling_run_s;   /* task run time when the ceiling was set */
+    double tput_prev[2];    /* throughput of the last two ticks */
     uint64_t prev_t, prev_cpu, prev_completed;
     struct tp_obs_pool_totals prev_tot;
 };
@@ -191,17 +217,66 @@ static void tick(tp_autoscale *a) {
     tp__store_relaxed(&a->util_bits, dbits(s.cpu_util));
     tp__store_relaxed(&a->tput_bits, dbits(s.throughput));
 
+    bool builtin = !a->opts.policy;
+    unsigned cur = s.current, next;
+    if (builtin && a->probing) {
+        /* judge a growth step by the throughput it brought (skip the first
+         * tick after the resize: new workers are still starting) */
+        if (a->probe_ticks++ > 0) a->probe_sum += s.throughput;
+        bool done = a->probe_ticks > PROBE_TICKS || cur != a->probe_to;
+        if (!done) return;
+        a->probing = false;
+        double after = a->probe_sum / (double)(a->probe_ticks - 1 ? a->probe_ticks - 1 : 1);
+        double need = 1.0 + 0.25 * (double)(a->probe_to - a->probe_from) / a->probe_from;
+        if (cur == a->probe_to && after < a->probe_base * need) {
+            /* did not pay: go back and do not try above it for a while */
+            a->ceiling = a->probe_from;
+            a->ceiling_until = n + a->backoff;
+            if (a->backoff < 8 * PROBE_BACKOFF) a->backoff *= 2; /* settle: probe less often */
+            a->ceiling_run_s = s.run_s;
+
+            a->tput_prev[0] = a->tput_prev[1] = a->probe_base;
+            next = a->probe_from;
+            goto apply;
+        }
+        a->backoff = PROBE_BACKOFF;
+    }
+    if (a->ceiling && (n >= a->ceiling_until ||
+                       (s.run_s > 0 && a->ceiling_run_s > 0 &&
+                        (s.run_s > 3 * a->ceiling_run_s || 3 * s.run_s < a->ceiling_run_s)))) {
+        /* expired, or the tasks changed character: a new workload starts
+         * with a clean slate */
+        if (n < a->ceiling_until) a->backoff = PROBE_BACKOFF;
+        a->ceiling = 0;
+    }
+
     unsigned wish =
         a->opts.policy ? a->opts.policy(a->opts.policy_arg, &s) : builtin_policy(&a->opts, &s);
+    if (builtin && a->ceiling && wish > a->ceiling) wish = a->ceiling > cur ? a->ceiling : cur;
     if (wish < s.min) wish = s.min;
     if (wish > s.max) wish = s.max;
-    unsigned cur = s.current, next;
+    double base = (a->tput_prev[0] + a->tput_prev[1]) / 2;
+    a->tput_prev[1] = a->tput_prev[0];
+    a->tput_prev[0] = s.throughput;
     if (cur < s.min || cur > s.max)
         next = cur < s.min ? s.min : s.max; /* out of bounds: fix at once */
     else
         next = decide(a, cur, wish);
     if (next == cur) return;
-    if (tp_pool_resize(a->pool, next) != 0) return;
+    if (builtin && next > cur && cur >= s.min && cur <= s.max && base > 0 &&
+        cur >= PROBE_FROM_PER_CPU * s.cpus) {
+        a->probing = true;
+        a->probe_from = cur;
+        a->probe_to = next;
+        a->probe_ticks = 0;
+        a->probe_sum = 0;
+        a->probe_base = (base + s.throughput) / 2;
+    }
+apply:
+    if (tp_pool_resize(a->pool, next) != 0) {
+        a->probing = false;
+        return;
+    }
     tp__store_relaxed(&a->target, next);
     tp__add_relaxed(&a->changes, 1);
     tp__add_relaxed(next > cur ? &a->ups : &a->downs, 1);
@@ -276,6 +351,7 @@ TP_API int tp_autoscale_start(tp_pool *p, tp_obs_pool *o, const tp_autoscale_opt
     tp_pool_stats(p, &st);
     tp__store_relaxed(&a->target, st.max_workers);
     tp_gauge_set(a->target_g, st.max_workers);
+    a->backoff = PROBE_BACKOFF;
     a->prev_t = tp__now_ns();
     a->prev_cpu = process_cpu_ns();
     a->prev_completed = st.completed;
