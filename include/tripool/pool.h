@@ -198,6 +198,9 @@ typedef struct tp_group tp_group;
  * own limited group). */
 TP_API TP_MUST_USE int tp_group_create(tp_pool *p, tp_ctx *parent, unsigned limit, tp_group **out);
 TP_API tp_ctx *tp_group_ctx(tp_group *g);
+/* Returns as tp_submit_ctx with the group's context: once that is done
+ * (a task failed, or the parent is done) new tasks are refused with its
+ * error and not counted in the group. */
 TP_API TP_MUST_USE int tp_group_submit(tp_group *g, tp_task_fn fn, void *arg);
 /* Wait for every submitted task. Returns the first error (a task's < 0
  * return, or the context's error for tasks skipped because it was done), 0

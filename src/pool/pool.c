@@ -372,8 +372,11 @@ static void wake_or_spawn_locked(tp_pool *p) {
         pthread_cond_signal(&w->cond);
         return;
     }
+    /* Spawn only for queued work: a submitter whose task was already taken
+     * must not start a thread, least of all after close has returned (the
+     * ring stays empty once closed and drained). */
     if ((tp__load_relaxed(&p->idle_spin) >> 32) == 0 &&
-        tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers))
+        tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers) && ring_depth_sc(p) != 0)
         (void)spawn_locked(p); /* on failure running workers still drain */
 }
 

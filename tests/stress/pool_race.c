@@ -6,6 +6,9 @@
  * 2. Wake-or-spawn never strands a task: single tasks and bursts submitted
  *    to a pool whose workers keep parking and expiring (1 ms idle timeout)
  *    must all run.
+ * 3. Futures under contexts cancelled mid-stream and groups with a failing
+ *    task, from THREADS threads: every future is "ran once, 0" or "never
+ *    ran, -ECANCELED"; group waits report the failure; counters add up.
  */
 #include "tp_test.h"
 
@@ -209,6 +212,115 @@ static void test_no_strand(void **state) {
     free(args);
 }
 
+/* ---- contexts, futures and groups racing cancellation -------------------- */
+static tp_pool *ctx_pool;
+static unsigned CTX_K;
+
+static int ctx_mark(void *arg) {
+    atomic_uchar *f = arg;
+    atomic_fetch_add(f, 1);
+    return 0;
+}
+
+static int ctx_fail(void *arg) {
+    atomic_uchar *f = arg;
+    atomic_fetch_add(f, 1);
+    return -EIO;
+}
+
+/* Worker-thread check: cmocka asserts are for the main thread only. */
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void *ctx_racer(void *a) {
+    unsigned seed = (unsigned)(uintptr_t)a;
+    unsigned k = CTX_K;
+    atomic_uchar *flags = calloc(k, sizeof *flags);
+    tp_future **fs = calloc(k, sizeof *fs);
+    CHECK(!(!flags || !fs));
+    /* Futures under a context cancelled part-way: each either ran once and
+     * reports 0, or never ran and reports -ECANCELED. */
+    tp_ctx *c = NULL;
+    CHECK(!(tp_ctx_with_cancel(NULL, &c) != 0));
+    unsigned cancel_at = rand_r(&seed) % k;
+    unsigned n = 0;
+    for (unsigned i = 0; i < k; i++) {
+        if (i == cancel_at) tp_ctx_cancel(c);
+        int rc = tp_submit_future(ctx_pool, c, ctx_mark, &flags[i], &fs[i]);
+        if (rc == -ECANCELED) {
+            CHECK(!(fs[i] != NULL));
+            continue;
+        }
+        CHECK(!(rc != 0));
+        n++;
+    }
+    tp_ctx_release(c);
+    for (unsigned i = 0; i < k; i++) {
+        if (!fs[i]) {
+            CHECK(!(atomic_load(&flags[i]) != 0));
+            continue;
+        }
+        int r = -1;
+        int rc = tp_future_wait(fs[i], TP_FOREVER, &r);
+        unsigned v = atomic_load(&flags[i]);
+        if (!((rc == 0 && r == 0 && v == 1) || (rc == -ECANCELED && v == 0)))
+            fprintf(stderr, "future %u: rc %d r %d ran %u\n", i, rc, r, v);
+        CHECK((rc == 0 && r == 0 && v == 1) || (rc == -ECANCELED && v == 0));
+        tp_future_release(fs[i]);
+    }
+    (void)n;
+    /* A group with one failing task: wait reports that failure; every task
+     * ran at most once. */
+    memset(flags, 0, k);
+    tp_group *g = NULL;
+    CHECK(!(tp_group_create(ctx_pool, NULL, 1 + rand_r(&seed) % 4, &g) != 0));
+    unsigned bad = rand_r(&seed) % k;
+    for (unsigned i = 0; i < k; i++) {
+        /* Once the failure cancelled the group's context, submits are
+         * refused with its error. */
+        int rc = tp_group_submit(g, i == bad ? ctx_fail : ctx_mark, &flags[i]);
+        CHECK(rc == 0 || (rc == -ECANCELED && i > bad));
+    }
+    CHECK(!(tp_group_wait(g, TP_FOREVER) != -EIO));
+    for (unsigned i = 0; i < k; i++)
+        CHECK(!(atomic_load(&flags[i]) > 1));
+    CHECK(!(atomic_load(&flags[bad]) != 1));
+    tp_group_destroy(g);
+    free(flags);
+    free(fs);
+    return NULL;
+}
+
+static void test_ctx_race(void **state) {
+    (void)state;
+    tp_pool_opts o;
+    tp_pool_opts_init(&o);
+    o.max_workers = 2;
+    o.queue_cap = 32;
+    assert_int_equal(tp_pool_create(&ctx_pool, &o), 0);
+    CTX_K = SCALE / 100 + 20;
+    pthread_t *th = calloc(THREADS, sizeof *th);
+    for (unsigned it = 0; it < ITER; it++) {
+        for (unsigned t = 0; t < THREADS; t++)
+            assert_int_equal(
+                pthread_create(&th[t], NULL, ctx_racer, (void *)(uintptr_t)(it * 97 + t + 1)), 0);
+        for (unsigned t = 0; t < THREADS; t++)
+            pthread_join(th[t], NULL);
+    }
+    assert_int_equal(tp_pool_close(ctx_pool, TP_FOREVER), 0);
+    struct tp_pool_stats s;
+    tp_pool_stats(ctx_pool, &s);
+    assert_int_equal(s.completed + s.canceled, s.submitted);
+    assert_true(s.failed >= ITER * THREADS);
+    tp_pool_destroy(ctx_pool);
+    free(th);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) THREADS = (unsigned)atoi(argv[1]);
     if (argc > 2) SCALE = (unsigned)atoi(argv[2]);
@@ -222,6 +334,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_close_race),
         cmocka_unit_test(test_no_strand),
+        cmocka_unit_test(test_ctx_race),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
