@@ -19,6 +19,7 @@ LOG="$DATA/access.log"
 TREE="$DATA/tree5000"
 [ -f "$LOG" ] || bash "$SRC/scripts/demo.sh" --gen-log "$LOG" $((1 << 30))
 [ -d "$TREE" ] || bash "$SRC/scripts/demo.sh" --gen-tree "$TREE" 5000 $((200 << 10))
+find "$TREE" -name '*.zst' -delete # left by an interrupted run
 OUT="$DATA/out"
 rm -rf "$OUT" && mkdir -p "$OUT"
 MAXMEM=256M
@@ -48,20 +49,22 @@ time_best() {
 }
 
 # sample_peaks CMD...: run once, print "peak_rss_kib peak_fds" of the process.
-sample_peaks() {
+sample_peaks() (
+    set +e +o pipefail
     "$@" > /dev/null 2>&1 &
-    local pid=$! rss=0 fds=0
+    pid=$!
+    rss=0
+    fds=0
     while kill -0 $pid 2> /dev/null; do
-        local r f
-        r=$(awk '/VmHWM/ {print $2}' /proc/$pid/status 2> /dev/null || echo 0)
+        r=$(awk '/VmHWM/ {print $2}' /proc/$pid/status 2> /dev/null)
         f=$(ls /proc/$pid/fd 2> /dev/null | wc -l)
         [ -n "$r" ] && [ "$r" -gt "$rss" ] && rss=$r
         [ "$f" -gt "$fds" ] && fds=$f
         sleep 0.02
     done
-    wait $pid || true
+    wait $pid
     echo "$rss $fds"
-}
+)
 
 echo "== inputs: $(stat -c %s "$LOG") byte log; $(ls "$TREE" | wc -l) files, $(du -sm "$TREE" | cut -f1) MiB tree"
 echo "== machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -79,10 +82,10 @@ PREP="rm -f $OUT/z1.zst" time_best "zstd -T1 -3" zstd -q -T1 -3 "$LOG" -o "$OUT/
 time_best "tripool compress -l 3" "$T" compress -l 3 --max-mem $MAXMEM -o "$OUT/t.zst" "$LOG"
 time_best "tripool compress -l 3 --no-fsync" "$T" compress -l 3 --no-fsync -o "$OUT/t.zst" "$LOG"
 time_best "zstd -d -T2 (tripool's file)" zstd -q -d -f "$OUT/t.zst" -o "$OUT/d1"
-time_best "tripool decompress" "$T" decompress -o "$OUT/d2" "$OUT/t.zst"
+time_best "tripool decompress" "$T" decompress --no-fsync -o "$OUT/d2" "$OUT/t.zst"
 cmp "$OUT/d2" "$LOG" && rm -f "$OUT/d1" "$OUT/d2"
 PREP="rm -f $OUT/c1" time_best "cp" cp "$LOG" "$OUT/c1"
-PREP="rm -f $OUT/c2" time_best "tripool cp" "$T" cp "$LOG" "$OUT/c2"
+PREP="rm -f $OUT/c2" time_best "tripool cp" "$T" cp --no-fsync "$LOG" "$OUT/c2"
 rm -f "$OUT/c1" "$OUT/c2"
 zsz=$(stat -c %s "$OUT/z.zst"); tsz=$(stat -c %s "$OUT/t.zst")
 read -r rss fds < <(sample_peaks "$T" compress -l 3 --max-mem $MAXMEM --max-open $MAXOPEN -o "$OUT/t.zst" "$LOG")
@@ -113,8 +116,8 @@ cat << EOF
 | compress --no-fsync vs zstd -T2 -3 | ${WALL["zstd -T2 -3"]} s | ${WALL["tripool compress -l 3 --no-fsync"]} s | $(r "${WALL["zstd -T2 -3"]}" "${WALL["tripool compress -l 3 --no-fsync"]}")x |
 | compress vs zstd -T1 -3 | ${WALL["zstd -T1 -3"]} s | ${WALL["tripool compress -l 3"]} s | $(r "${WALL["zstd -T1 -3"]}" "${WALL["tripool compress -l 3"]}")x |
 | compressed size vs zstd -T2 -3 | $zsz B | $tsz B | $(echo "scale=4; $tsz / $zsz" | bc) (<= 1.01) |
-| decompress vs zstd -d | ${WALL["zstd -d -T2 (tripool's file)"]} s | ${WALL["tripool decompress"]} s | $(r "${WALL["zstd -d -T2 (tripool's file)"]}" "${WALL["tripool decompress"]}")x |
-| cp 1 GiB | ${WALL["cp"]} s | ${WALL["tripool cp"]} s | $(r "${WALL["cp"]}" "${WALL["tripool cp"]}")x |
+| decompress --no-fsync vs zstd -d | ${WALL["zstd -d -T2 (tripool's file)"]} s | ${WALL["tripool decompress"]} s | $(r "${WALL["zstd -d -T2 (tripool's file)"]}" "${WALL["tripool decompress"]}")x |
+| cp --no-fsync 1 GiB vs cp | ${WALL["cp"]} s | ${WALL["tripool cp"]} s | $(r "${WALL["cp"]}" "${WALL["tripool cp"]}")x |
 | tree compress vs xargs -P2 zstd -3 | ${WALL["find | xargs -P2 zstd -3"]} s | ${WALL["tripool compress -r -l 3"]} s | $(r "${WALL["find | xargs -P2 zstd -3"]}" "${WALL["tripool compress -r -l 3"]}")x (>= 2x) |
 | tree compress with fsync per file | ${WALL["find | xargs -P2 zstd -3"]} s | ${WALL["tripool compress -r -l 3 (fsync)"]} s | $(r "${WALL["find | xargs -P2 zstd -3"]}" "${WALL["tripool compress -r -l 3 (fsync)"]}")x |
 | tree hash vs xxhsum | ${WALL["xxhsum (all files, one process)"]} s | ${WALL["tripool hash -r"]} s | $(r "${WALL["xxhsum (all files, one process)"]}" "${WALL["tripool hash -r"]}")x (>= 1.8x) |

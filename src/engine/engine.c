@@ -26,8 +26,11 @@
  * comes back with the context's error. Input descriptors are leases of the
  * fd pool taken and released inside one task (never two at once, so the
  * pool's wait cannot deadlock); output files are opened by the coordinator
- * (one at a time) or, for foreign .zst files decoded as a stream, by the
- * coordinator for a worker (at most MAX_STREAMS at once).
+ * (one at a time, written in order by it) or, for workers, by the
+ * coordinator at plan time: foreign .zst files decoded as a stream, and
+ * tripool's multi-frame .zst files whose frames the workers decode in
+ * cache-sized pieces and pwrite at their offsets (order does not matter).
+ * Those share MAX_STREAMS slots, so outputs open at once stay bounded.
  *
  * Publishing. A finished output is closed and queued (r->pending, input
  * order); a batch of up to PENDING_MAX files is made durable with one fsync
@@ -116,6 +119,7 @@ struct efile {
     bool stream; /* decompress: one task decodes the whole file as a stream */
     unsigned char digest[16];
     size_t digest_len;
+    bool pw;     /* output opened at plan time, written by tasks with pwrite */
     dev_t dev;   /* filesystem of the output */
     bool synced; /* output made durable by a batch sync */
 };
@@ -138,6 +142,9 @@ struct echunk {
     unsigned char digest[16]; /* hash of a one-chunk file */
     tp_future *fut;
     int stream_fd; /* stream decompress: the output, owned by the file */
+    int pw_fd;     /* framed decompress of a multi-frame file: the output, owned by
+                      the file; the task pwrites at dst_off (order does not matter) */
+    uint64_t dst_off;
 };
 
 /* A job being run. Coordinator-only, except the read-only fields
@@ -472,8 +479,12 @@ static int chunk_pieces(struct echunk *c, tp_fd *h) {
     XXH64_state_t *x64 = NULL;
     XXH32_state_t *x32 = NULL;
     bool hash = c->r->op == TP_OP_HASH;
+    bool wide = f->alg == TP_HASH_XXH128;
+    void *xa = NULL; /* AVX2 build of XXH3, when the CPU has it */
     int err = 0;
-    if (hash && (f->alg == TP_HASH_XXH3 || f->alg == TP_HASH_XXH128)) {
+    if (hash && (f->alg == TP_HASH_XXH3 || wide) && tp__xxh3_avx2_usable()) {
+        if (!(xa = tp__xxh3_avx2_new(wide))) return chunk_fail(c, -ENOMEM, "hash state");
+    } else if (hash && (f->alg == TP_HASH_XXH3 || f->alg == TP_HASH_XXH128)) {
         if (!(x3 = XXH3_createState())) return chunk_fail(c, -ENOMEM, "hash state");
         if (f->alg == TP_HASH_XXH3)
             XXH3_64bits_reset(x3);
@@ -504,6 +515,8 @@ static int chunk_pieces(struct echunk *c, tp_fd *h) {
             c->count += tp_count_newlines(d, n);
         else if (f->alg == TP_HASH_CRC32C)
             c->crc = tp_crc32c(c->crc, d, n);
+        else if (xa)
+            tp__xxh3_avx2_update(xa, wide, d, n);
         else if (f->alg == TP_HASH_XXH3)
             XXH3_64bits_update(x3, d, n);
         else if (f->alg == TP_HASH_XXH128)
@@ -515,7 +528,9 @@ static int chunk_pieces(struct echunk *c, tp_fd *h) {
         pos += n;
     }
     if (!err && hash) {
-        if (f->alg == TP_HASH_XXH3) {
+        if (xa) {
+            tp__xxh3_avx2_digest(xa, wide, c->digest);
+        } else if (f->alg == TP_HASH_XXH3) {
             XXH64_canonical_t cn;
             XXH64_canonicalFromHash(&cn, XXH3_64bits_digest(x3));
             memcpy(c->digest, &cn, 8);
@@ -534,6 +549,7 @@ static int chunk_pieces(struct echunk *c, tp_fd *h) {
         }
     }
     XXH3_freeState(x3);
+    tp__xxh3_avx2_free(xa);
     XXH64_freeState(x64);
     XXH32_freeState(x32);
     return err;
@@ -598,11 +614,40 @@ static int chunk_task(void *arg) {
             err = chunk_fail(c, -ENOMEM, "zstd context");
             break;
         }
-        size_t n = ZSTD_decompressDCtx(z->d, c->out->data, c->dsize, c->in->data, c->len);
-        if (ZSTD_isError(n) || n != c->dsize)
-            err = chunk_fail(c, -EBADMSG, "corrupt zstd frame");
-        else
-            c->out_len = n;
+        if (c->pw_fd < 0) {
+            size_t n = ZSTD_decompressDCtx(z->d, c->out->data, c->dsize, c->in->data, c->len);
+            if (ZSTD_isError(n) || n != c->dsize)
+                err = chunk_fail(c, -EBADMSG, "corrupt zstd frame");
+            else
+                c->out_len = n;
+            break;
+        }
+        /* Decode in cache-sized pieces written in place: no big cold buffer. */
+        ZSTD_DCtx_reset(z->d, ZSTD_reset_session_only);
+        ZSTD_inBuffer ib = {c->in->data, c->len, 0};
+        size_t ret = 1;
+        while (!err && ret != 0) {
+            ZSTD_outBuffer ob = {c->out->data, c->out->cap, 0};
+            ret = ZSTD_decompressStream(z->d, &ob, &ib);
+            if (ZSTD_isError(ret) || c->out_len + ob.pos > c->dsize ||
+                (ob.pos == 0 && ib.pos == ib.size && ret != 0)) {
+                err = chunk_fail(c, -EBADMSG, "corrupt zstd frame");
+                break;
+            }
+            size_t w = 0;
+            while (w < ob.pos) {
+                ssize_t k = pwrite(c->pw_fd, (char *)ob.dst + w, ob.pos - w,
+                                   (off_t)(c->dst_off + c->out_len + w));
+                if (k < 0 && errno == EINTR) continue;
+                if (k < 0) {
+                    err = chunk_fail(c, -errno, "write");
+                    break;
+                }
+                w += (size_t)k;
+            }
+            c->out_len += ob.pos;
+        }
+        if (!err && c->out_len != c->dsize) err = chunk_fail(c, -EBADMSG, "corrupt zstd frame");
         break;
     }
     case OP_USER:
@@ -849,6 +894,7 @@ static void file_end(struct run *r, struct efile *f) {
         file_publish(r, f);
         return;
     }
+    if (f->pw) r->streams--; /* the in-place output slot taken in plan_file */
     if (f->out_fd >= 0) {
         if (!f->err && r->op == TP_OP_COMPRESS && f->nframes > 1) {
             size_t n = tp__seek_table_size(f->nframes);
@@ -879,7 +925,7 @@ static void file_end(struct run *r, struct efile *f) {
 
 /* The first chunk of f is being consumed: open the output. */
 static void file_begin(struct run *r, struct efile *f) {
-    if (f->err || !op_writes(r->op) || f->stream) return;
+    if (f->err || !op_writes(r->op) || f->stream || f->pw) return;
     int err = open_tmp(f);
     if (err) file_fail(f, err, "create output");
 }
@@ -928,7 +974,7 @@ static void apply(struct run *r, struct echunk *c) {
             if (!err) f->bytes_out += c->out_len;
             break;
         case TP_OP_DECOMPRESS:
-            if (f->stream) {
+            if (f->stream || f->pw) {
                 f->bytes_out += c->out_len;
             } else {
                 err = write_all(f->out_fd, c->out->data, c->out_len);
@@ -990,6 +1036,7 @@ static struct echunk *chunk_new(struct run *r, struct efile *f, uint64_t index) 
         c->f = f;
         c->index = index;
         c->stream_fd = -1;
+        c->pw_fd = -1;
     }
     return c;
 }
@@ -1253,7 +1300,7 @@ static int plan_file(struct run *r, const struct input *x) {
             XXH64_reset(f->verify, 0);
     }
 
-    uint64_t off = 0;
+    uint64_t off = 0, dst_off = 0;
     for (uint64_t k = 0; k < f->nchunks; k++) {
         struct echunk *c = chunk_new(r, f, k);
         if (!c) {
@@ -1295,8 +1342,25 @@ static int plan_file(struct run *r, const struct input *x) {
             c->off = off;
             c->len = (size_t)frames[2 * k];
             c->dsize = (size_t)frames[2 * k + 1];
+            c->dst_off = dst_off;
+            dst_off += c->dsize;
             in_sz = c->len;
             out_sz = c->dsize;
+            if (k == 0 && f->nchunks > 1) { /* several frames: tasks pwrite in place */
+                while (r->streams >= MAX_STREAMS)
+                    consume_head(r);
+                err = open_tmp(f);
+                if (err) {
+                    chunk_fail(c, err, "create output");
+                } else {
+                    f->pw = true;
+                    r->streams++;
+                }
+            }
+            if (f->pw) {
+                c->pw_fd = f->out_fd;
+                out_sz = PIECE;
+            }
         } else {
             c->off = off;
             c->len = (size_t)(f->size - off < step ? f->size - off : step);

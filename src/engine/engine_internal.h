@@ -3,6 +3,7 @@
 #ifndef TP_ENGINE_INTERNAL_H
 #define TP_ENGINE_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,5 +35,13 @@ size_t tp__compress_input_len(size_t chunk);
 /* Number of lines of data[0..len) containing pat (a fixed string without
  * '\n'); an unterminated last line counts. patlen 0 matches every line. */
 uint64_t tp__count_matches(const char *data, size_t len, const char *pat, size_t patlen);
+
+/* XXH3 streaming built for AVX2 (xxh3_avx2.c); only when usable() says so.
+ * wide = 128-bit. digest writes 8 or 16 canonical bytes. */
+bool tp__xxh3_avx2_usable(void);
+void *tp__xxh3_avx2_new(bool wide);
+void tp__xxh3_avx2_update(void *s, bool wide, const void *d, size_t n);
+void tp__xxh3_avx2_digest(void *s, bool wide, unsigned char *out);
+void tp__xxh3_avx2_free(void *s);
 
 #endif

@@ -188,7 +188,7 @@ static void test_jobs_match_direct(void **state) {
     o.max_mem = 1 << 20;
     tp_engine *e;
     assert_int_equal(tp_engine_create(&e, &o), 0);
-    size_t sizes[] = {0, 1, 4095, 4096, 4097, 12288, 50001};
+    size_t sizes[] = {0, 1, 240, 4095, 4096, 4097, 12288, 50001, 300001};
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         size_t n = sizes[s];
         unsigned char *b = malloc(n + 1);
@@ -204,6 +204,18 @@ static void test_jobs_match_direct(void **state) {
         XXH64_canonical_t cn;
         XXH64_canonicalFromHash(&cn, XXH64(b, n, 0));
         assert_memory_equal(res.r[0].digest, &cn, 8);
+        /* XXH3 64/128 (AVX2 build when available) equal the library's. */
+        j.alg = TP_HASH_XXH3;
+        res.n = 0;
+        assert_int_equal(tp_engine_run(e, &j, paths, 1), 0);
+        XXH64_canonicalFromHash(&cn, XXH3_64bits(b, n));
+        assert_memory_equal(res.r[0].digest, &cn, 8);
+        j.alg = TP_HASH_XXH128;
+        res.n = 0;
+        assert_int_equal(tp_engine_run(e, &j, paths, 1), 0);
+        XXH128_canonical_t c128;
+        XXH128_canonicalFromHash(&c128, XXH3_128bits(b, n));
+        assert_memory_equal(res.r[0].digest, &c128, 16);
         j.alg = TP_HASH_CRC32C;
         res.n = 0;
         assert_int_equal(tp_engine_run(e, &j, paths, 1), 0);
