@@ -47,16 +47,16 @@ BEGIN {
     }
 }'
 
-gen_log() { # FILE BYTES [SEED]: pieces of up to 64 MiB in parallel, then joined
+gen_log() { # FILE BYTES [SEED]: up to 4 distinct 64 MiB pieces made in parallel, repeated
     local file=$1 bytes=$2 seed=${3:-1} piece=$((64 << 20))
     [ "$bytes" -lt "$piece" ] && piece=$bytes
     local n=$(((bytes + piece - 1) / piece)) tmp="$file.gen.$$"
+    local u=$((n < 4 ? n : 4)) # a piece is longer than zstd's window: repeats do not help it
     mkdir -p "$tmp"
-    GEN_AWK=$gen_log_awk GEN_DIR=$tmp GEN_SEED=$seed GEN_PIECE=$piece \
-        seq 0 $((n - 1)) | GEN_AWK=$gen_log_awk GEN_DIR=$tmp GEN_SEED=$seed GEN_PIECE=$piece \
+    seq 0 $((u - 1)) | GEN_AWK=$gen_log_awk GEN_DIR=$tmp GEN_SEED=$seed GEN_PIECE=$piece \
         xargs -P "$(nproc)" -I{} sh -c 'awk -v seed=$((GEN_SEED * 1000 + $1)) \
             -v size="$GEN_PIECE" -v files=0 "$GEN_AWK" > "$GEN_DIR/$1"' _ {}
-    for i in $(seq 0 $((n - 1))); do cat "$tmp/$i"; done > "$file.part"
+    for i in $(seq 0 $((n - 1))); do cat "$tmp/$((i % u))"; done > "$file.part"
     truncate -s "$bytes" "$file.part"
     rm -rf "$tmp"
     mv "$file.part" "$file"
