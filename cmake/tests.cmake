@@ -61,3 +61,15 @@ if(TARGET tripool)
       ENVIRONMENT "${TP_TEST_ENV};TRIPOOL=$<TARGET_FILE:tripool>;TP_SRC=${CMAKE_SOURCE_DIR}")
   endforeach()
 endif()
+
+# examples/*.c are the README's library examples: built against the full
+# library and run, so the documentation cannot rot.
+file(GLOB examples CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/examples/*.c)
+foreach(src ${examples})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(example_${name} ${src})
+  target_link_libraries(example_${name} PRIVATE tripool_static)
+  add_test(NAME example_${name} COMMAND example_${name}
+    ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/LICENSE ${CMAKE_SOURCE_DIR}/CMakeLists.txt)
+  set_tests_properties(example_${name} PROPERTIES TIMEOUT 60 ENVIRONMENT "${TP_TEST_ENV}")
+endforeach()

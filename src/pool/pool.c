@@ -530,14 +530,17 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
         t1 = tp__now_ns();
         p->observer(p->observer_arg, label, t0 > t_enq ? t0 - t_enq : 0, t1 - t0, r);
     }
-    if (node) {
-        if (node->fut) tp__future_complete(node->fut, r, false);
-        if (node->group) tp__group_complete(node->group, r);
-    }
+    /* Count before completing the future/group: a waiter woken by them
+     * (through their mutex, which orders this store before its loads) must
+     * find the task in stats.completed. */
     if (w)
         tp__store_relaxed(&w->completed, tp__load_relaxed(&w->completed) + 1);
     else
         tp__add_relaxed(&p->inline_completed, 1);
+    if (node) {
+        if (node->fut) tp__future_complete(node->fut, r, false);
+        if (node->group) tp__group_complete(node->group, r);
+    }
     if (!node) return t1;
 free_node:
     if (node->ctx) tp_ctx_release(node->ctx);

@@ -298,8 +298,44 @@ static void test_group_limit(void **state) {
     tp_pool_destroy(p);
 }
 
+/* Once a group wait or a future wait returns, the pool's stats already count
+ * the tasks as completed (no window where the waiter is ahead of stats). */
+static int noop_task(void *arg) {
+    (void)arg;
+    return 0;
+}
+static void test_stats_after_wait(void **state) {
+    (void)state;
+    tp_pool *p = NULL;
+    assert_int_equal(tp_pool_create(&p, NULL), 0);
+    uint64_t expect = 0;
+    for (int round = 0; round < 200; round++) {
+        tp_group *g = NULL;
+        assert_int_equal(tp_group_create(p, NULL, 0, &g), 0);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(tp_group_submit(g, noop_task, NULL), 0);
+        assert_int_equal(tp_group_wait(g, TP_FOREVER), 0);
+        expect += 3;
+        struct tp_pool_stats s;
+        tp_pool_stats(p, &s);
+        assert_int_equal(s.completed, expect);
+        tp_group_destroy(g);
+
+        tp_future *f = NULL;
+        int r = -1;
+        assert_int_equal(tp_submit_future(p, NULL, noop_task, NULL, &f), 0);
+        assert_int_equal(tp_future_wait(f, TP_FOREVER, &r), 0);
+        expect += 1;
+        tp_pool_stats(p, &s);
+        assert_int_equal(s.completed, expect);
+        tp_future_release(f);
+    }
+    tp_pool_destroy(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stats_after_wait),
         cmocka_unit_test(test_future_result),
         cmocka_unit_test(test_future_timeout_and_release_early),
         cmocka_unit_test(test_ctx_cancel_before_start),
