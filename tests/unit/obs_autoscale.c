@@ -45,7 +45,7 @@ static void test_bad_options(void **state) {
 struct policy_log {
     _Atomic unsigned calls;
     _Atomic unsigned bad; /* samples that broke an invariant */
-    unsigned wish;
+    _Atomic unsigned wish; /* written by the test while the controller reads it */
 };
 
 static unsigned fixed_policy(void *arg, const struct tp_autoscale_sample *s) {
@@ -54,7 +54,7 @@ static unsigned fixed_policy(void *arg, const struct tp_autoscale_sample *s) {
         s->cpu_util < 0 || s->throughput < 0)
         atomic_fetch_add(&l->bad, 1);
     atomic_fetch_add(&l->calls, 1);
-    return l->wish;
+    return atomic_load(&l->wish);
 }
 
 static unsigned max_workers(tp_pool *p) {
@@ -76,7 +76,7 @@ static void test_user_policy(void **state) {
     assert_int_equal(tp_obs_register_pool(op, p), 0);
 
     struct policy_log log = {0};
-    log.wish = 3;
+    atomic_store(&log.wish, 3);
     tp_autoscale_opts o;
     tp_autoscale_opts_init(&o);
     o.min_workers = 2;
@@ -94,10 +94,10 @@ static void test_user_policy(void **state) {
     /* 16 is above max: fixed at once to 6, then the wish 3 in quarter steps */
     TP_TEST_WAIT_FOR(max_workers(p) == 3, 20000);
     assert_int_equal(max_workers(p), 3);
-    log.wish = 1000; /* clamped to max */
+    atomic_store(&log.wish, 1000); /* clamped to max */
     TP_TEST_WAIT_FOR(max_workers(p) == 6, 20000);
     assert_int_equal(max_workers(p), 6);
-    log.wish = 0; /* clamped to min */
+    atomic_store(&log.wish, 0); /* clamped to min */
     TP_TEST_WAIT_FOR(max_workers(p) == 2, 20000);
     assert_int_equal(max_workers(p), 2);
     assert_int_equal(atomic_load(&log.bad), 0);
