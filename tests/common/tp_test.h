@@ -9,7 +9,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,5 +53,30 @@ static inline void tp_test_sleep_ms(unsigned ms)
         while (!(cond) && tp_now_ns() < tp__end_)                                                  \
             tp_test_sleep_ms(1);                                                                   \
     } while (0)
+
+/* Remove a test's scratch directory and everything in it; 0 on success. */
+static inline int tp_test_rm_rf(const char *dir)
+{
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Run `promtool check metrics` on a Prometheus text exposition; returns its
+ * exit status as system() does (0 = valid). */
+static inline int tp_test_promtool_check(const char *text)
+{
+    char path[] = "/tmp/tp_promtool_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t len = strlen(text);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "promtool check metrics < %s >/dev/null 2>&1", path);
+    int rc = system(cmd);
+    unlink(path);
+    return rc;
+}
 
 #endif

@@ -294,8 +294,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_destroy_races_releases),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0) rc = 1;
+    if (tp_test_rm_rf(g_dir) != 0) rc = 1;
     return rc;
 }

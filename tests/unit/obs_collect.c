@@ -12,20 +12,6 @@
 #include "tp_test.h"
 #include "tripool/obs.h"
 
-static int promtool_check(const char *text) {
-    char path[] = "/tmp/tp_obs_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    size_t len = strlen(text);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-    close(fd);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "promtool check metrics < %s >/dev/null 2>&1", path);
-    int rc = system(cmd);
-    unlink(path);
-    return rc;
-}
-
 /* The value of the sample line starting with prefix + " ", or -1. */
 static double sample(const char *text, const char *prefix) {
     size_t n = strlen(prefix);
@@ -81,7 +67,7 @@ static void test_pool_series(void **state) {
 
     char *text;
     assert_int_equal(tp_metrics_render_text(reg, &text, NULL), 0);
-    assert_int_equal(promtool_check(text), 0);
+    assert_int_equal(tp_test_promtool_check(text), 0);
     const char *L = "{pool=\"work\\\"er\"}";
     char key[128];
     snprintf(key, sizeof key, "tripool_pool_tasks_submitted_total%s", L);
@@ -164,7 +150,7 @@ static void test_bufpool_series(void **state) {
     tp_bufpool_stats(bp, &st);
     char *text;
     assert_int_equal(tp_metrics_render_text(reg, &text, NULL), 0);
-    assert_int_equal(promtool_check(text), 0);
+    assert_int_equal(tp_test_promtool_check(text), 0);
     unsigned found = 0;
     for (unsigned c = 0; c < TP_BUF_NCLASSES; c++) {
         if (st.cls[c].gets == 0) continue;
@@ -214,7 +200,7 @@ static void test_fdpool_series(void **state) {
     tp_fdpool_stats(fp, &st);
     char *text;
     assert_int_equal(tp_metrics_render_text(reg, &text, NULL), 0);
-    assert_int_equal(promtool_check(text), 0);
+    assert_int_equal(tp_test_promtool_check(text), 0);
     assert_true(sample(text, "tripool_fd_misses_total{pool=\"files\"}") == (double)st.misses);
     assert_true(sample(text, "tripool_fd_hits_total{pool=\"files\"}") == (double)st.hits);
     assert_true(st.hits + st.misses == 4);
