@@ -74,6 +74,7 @@
 
 #include "internal/atomic.h"
 #include "internal/os.h"
+#include "internal/probes.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -663,6 +664,7 @@ static int get_impl(tp_bufpool *bp, size_t min_cap, bool nowait, uint64_t deadli
 static tp_buf *get_slow(tp_bufpool *bp, size_t min_cap);
 
 TP_API tp_buf *tp_buf_get(tp_bufpool *bp, size_t min_cap) {
+    TP_PROBE(buf_get, bp, min_cap);
     /* Fast path: a hit in this thread's first cache slot, nothing to check,
      * no tick pending. Everything else takes get_impl(). */
     if (__builtin_expect(bp && bp->fast && min_cap <= TP_BUF_MAX_SIZE, 1) &&
@@ -753,6 +755,7 @@ static void check_put(tp_bufpool *bp, tp_buf *b) {
 static void put_slow(tp_bufpool *bp, tp_buf *b);
 
 TP_API void tp_buf_put(tp_bufpool *bp, tp_buf *b) {
+    TP_PROBE(buf_put, bp, b);
     /* Fast path: an intact buffer of this pool going into a cache slot this
      * thread already holds credit for. Everything else takes the full path. */
     if (__builtin_expect(b && bp && bp->fast, 1) && tls_slots[0].id == bp->id &&

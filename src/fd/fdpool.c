@@ -54,6 +54,7 @@
  * internals; ctx runs callbacks without its locks, so no cycle.
  */
 #include "fd/fd_internal.h"
+#include "internal/probes.h"
 
 #include <assert.h>
 #include <fcntl.h>
@@ -206,6 +207,7 @@ static unsigned expire_idle(tp_fdpool *fp, uint64_t now, unsigned batch) {
 
 static bool evict_one(tp_fdpool *fp) {
     if (!fp->lru_tail) return false;
+    TP_PROBE(fd_evict, fp, fp->lru_tail->fd);
     idle_close(fp, fp->lru_tail);
     fp->st_evictions++;
     return true;
@@ -218,6 +220,7 @@ static bool evict_one(tp_fdpool *fp) {
 static struct tp__fd_entry *evict_for_slot(tp_fdpool *fp) {
     struct tp__fd_entry *e = fp->lru_tail;
     if (!e) return NULL;
+    TP_PROBE(fd_evict, fp, e->fd);
     lru_unlink(fp, e);
     table_remove(fp, e);
     tp__fd_unwatch(fp, e);
@@ -421,6 +424,7 @@ static int open_path(const char *path, int flags, mode_t mode) {
     do {
         fd = open(path, flags | O_CLOEXEC, mode);
     } while (fd < 0 && errno == EINTR);
+    TP_PROBE(fd_open, path, fd);
     return fd < 0 ? -errno : fd;
 }
 

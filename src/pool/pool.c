@@ -71,6 +71,7 @@
 
 #include "internal/atomic.h"
 #include "internal/os.h"
+#include "internal/probes.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -233,6 +234,7 @@ static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
     if (p->timed) tp__store_relaxed(&s->t_enq, tp__now_ns());
     /* release: publishes fn/arg/t_enq to the worker that acquires seq. */
     tp__store_release(&s->seq, pos + 1);
+    TP_PROBE(task_submit, p, fn);
     return 0;
 }
 
@@ -521,7 +523,9 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
         t0 = tp__now_ns();
     }
 
+    TP_PROBE(task_start, p, label);
     r = fn(arg);
+    TP_PROBE(task_finish, p, label, r);
 
     if (w) tp__store_relaxed(&w->state, W_IDLE);
     tls_ctx = saved_ctx;
