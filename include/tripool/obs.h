@@ -61,7 +61,9 @@ TP_API TP_MUST_USE int tp_obs_register_pool(tp_obs_pool *o, tp_pool *p);
  * be NULL. */
 TP_API void tp_obs_pool_destroy(tp_obs_pool *o);
 
-/* Tasks observed and their total queue wait and run time so far (ns). */
+/* Tasks timed and their total queue wait and run time so far (ns). With
+ * tp_pool_opts.observer_sample > 1 only the sampled tasks count here (and in
+ * the histograms); the averages stay unbiased, the totals are a sample. */
 struct tp_obs_pool_totals {
     uint64_t tasks;
     uint64_t queue_wait_ns;

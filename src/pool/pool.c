@@ -135,6 +135,7 @@ struct tp_pool {
     bool pow2;
     bool nonblocking;
     bool timed;
+    uint32_t sample_mask; /* observer_sample - 1 (power of two), 0 = time all */
     unsigned min_workers;
     unsigned max_blocked;
     uint64_t idle_timeout_ns;
@@ -185,6 +186,7 @@ struct tp_pool {
 
 static _Thread_local worker *tls_worker;
 static _Thread_local tp_ctx *tls_ctx;
+static _Thread_local uint32_t tls_sample; /* this submitter's pushes, for sampling */
 
 /* The queue slot fn of a task node; never called. */
 static int node_marker(void *arg) {
@@ -231,7 +233,12 @@ static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
     }
     s->fn = fn;
     s->arg = arg;
-    if (p->timed) tp__store_relaxed(&s->t_enq, tp__now_ns());
+    if (p->timed) {
+        /* 0 marks a task left untimed by sampling (the clock is never 0). */
+        uint64_t t = 0;
+        if (!p->sample_mask || (tls_sample++ & p->sample_mask) == 0) t = tp__now_ns();
+        tp__store_relaxed(&s->t_enq, t);
+    }
     /* release: publishes fn/arg/t_enq to the worker that acquires seq. */
     tp__store_release(&s->seq, pos + 1);
     TP_PROBE(task_submit, p, fn);
@@ -501,7 +508,8 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
                     tp__store_relaxed(&w->canceled, tp__load_relaxed(&w->canceled) + 1);
                 else
                     tp__add_relaxed(&p->inline_canceled, 1);
-                if (p->observer) p->observer(p->observer_arg, label, tp__now_ns() - t_enq, 0, cerr);
+                if (p->observer && t_enq) /* t_enq 0: sampled out */
+                    p->observer(p->observer_arg, label, tp__now_ns() - t_enq, 0, cerr);
                 if (node->fut) tp__future_complete(node->fut, cerr, true);
                 if (node->group) tp__group_complete(node->group, cerr);
                 goto free_node;
@@ -509,17 +517,21 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
             tls_ctx = node->ctx;
         }
     }
+    /* Sampled out (t_enq 0): no clock reads for this task. */
+    bool timed = p->timed && t_enq != 0;
     if (w) {
         tp__store_relaxed(&w->label, label);
-        if (p->timed) {
+        if (timed) {
             /* A task queued after the previous one ended started no
              * earlier than its submit. */
             t0 = t_start ? (t_start > t_enq ? t_start : t_enq) : tp__now_ns();
             tp__store_relaxed(&w->start_ns, t0);
+        } else if (p->timed) {
+            tp__store_relaxed(&w->start_ns, 0); /* dump: "unknown" */
         }
         /* release: dump/watchdog that see RUNNING also see label/start. */
         tp__store_release(&w->state, W_RUNNING);
-    } else if (p->timed) {
+    } else if (timed) {
         t0 = tp__now_ns();
     }
 
@@ -530,7 +542,7 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
     if (w) tp__store_relaxed(&w->state, W_IDLE);
     tls_ctx = saved_ctx;
     note_result(p, w, fn, arg, r);
-    if (p->observer) {
+    if (p->observer && timed) {
         t1 = tp__now_ns();
         p->observer(p->observer_arg, label, t0 > t_enq ? t0 - t_enq : 0, t1 - t0, r);
     }
@@ -970,6 +982,11 @@ TP_API int tp_pool_create(tp_pool **out, const tp_pool_opts *opts) {
     p->on_stuck = opts->on_stuck;
     p->on_stuck_arg = opts->on_stuck_arg;
     p->timed = p->observer || p->stuck_threshold_ns;
+    if (p->observer && !p->stuck_threshold_ns && opts->observer_sample > 1) {
+        uint32_t n = 1;
+        while (n < opts->observer_sample && n < (1u << 30)) n <<= 1;
+        p->sample_mask = n - 1;
+    }
     snprintf(p->name, sizeof p->name, "%s", opts->name ? opts->name : "pool");
     tp__store_relaxed(&p->max_workers, opts->max_workers);
 

@@ -278,8 +278,45 @@ static void test_idle_cpu(void **state) {
     tp_pool_destroy(p);
 }
 
+/* observer_sample: 1 task in N (power of two) is timed and observed, with
+ * sane times; the stuck watchdog turns sampling off. */
+static _Atomic unsigned smp_calls, smp_timed, smp_bad;
+static void sample_observer(void *arg, const char *label, uint64_t wait, uint64_t run, int r) {
+    (void)arg, (void)label, (void)r;
+    atomic_fetch_add(&smp_calls, 1);
+    if (wait > 60 * TP_NSEC_PER_SEC || run > 60 * TP_NSEC_PER_SEC)
+        atomic_fetch_add(&smp_bad, 1);
+    else
+        atomic_fetch_add(&smp_timed, 1);
+}
+static void test_observer_sample(void **state) {
+    (void)state;
+    for (int watchdog = 0; watchdog < 2; watchdog++) {
+        atomic_store(&smp_calls, 0);
+        atomic_store(&smp_timed, 0);
+        atomic_store(&smp_bad, 0);
+        tp_pool_opts o;
+        tp_pool_opts_init(&o);
+        o.max_workers = 2;
+        o.observer = sample_observer;
+        o.observer_sample = 6; /* rounded up to 8 */
+        if (watchdog) o.stuck_threshold_ns = 10 * TP_NSEC_PER_SEC;
+        tp_pool *p = NULL;
+        assert_int_equal(tp_pool_create(&p, &o), 0);
+        /* One submitting thread: its push counter makes exactly 1 in 8 timed. */
+        for (int i = 0; i < 800; i++)
+            assert_int_equal(tp_submit(p, noop, NULL), 0);
+        assert_int_equal(tp_pool_close(p, TP_FOREVER), 0);
+        assert_int_equal(atomic_load(&smp_calls), watchdog ? 800 : 100);
+        assert_int_equal(atomic_load(&smp_bad), 0);
+        assert_int_equal(atomic_load(&smp_timed), watchdog ? 800 : 100);
+        tp_pool_destroy(p);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_observer_sample),
         cmocka_unit_test(test_observer_and_labels),
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_stuck),
