@@ -9,21 +9,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 
-static atomic_int gate_open;
-static atomic_int gate_waiting;
-
-static int gate_task(void *arg) {
-    (void)arg;
-    atomic_fetch_add(&gate_waiting, 1);
-    while (!atomic_load(&gate_open))
-        tp_test_sleep_ms(1);
-    return 0;
-}
-
-static void reset(void) {
-    atomic_store(&gate_open, 0);
-    atomic_store(&gate_waiting, 0);
-}
+#include "tp_gate.h"
 
 static int noop(void *arg) {
     (void)arg;
