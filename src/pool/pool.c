@@ -567,6 +567,20 @@ free_node:
 
 enum { PARK_WOKEN, PARK_RECHECK, PARK_EXIT };
 
+/* Under mu, after the worker has stopped counting itself as spinning or
+ * idle (seq_cst, the worker half of the Dekker pair): leave if the pool may
+ * lose it, else count it spinning again to re-check the ring. Unlocks mu. */
+static int leave_or_respin_unlock(tp_pool *p, worker *w) {
+    if (worker_may_leave_locked(p)) {
+        worker_retire_locked(p, w);
+        pthread_mutex_unlock(&p->mu);
+        return PARK_EXIT;
+    }
+    tp__add_relaxed(&p->idle_spin, SPIN1);
+    pthread_mutex_unlock(&p->mu);
+    return PARK_RECHECK;
+}
+
 /* The worker is counted spinning and saw an empty ring. */
 static int park(tp_pool *p, worker *w) {
     pthread_mutex_lock(&p->mu);
@@ -574,14 +588,7 @@ static int park(tp_pool *p, worker *w) {
         /* Surplus after a shrink. seq_cst: stop counting as a spinner
          * before worker_may_leave_locked re-checks the ring (Dekker). */
         atomic_fetch_sub_explicit(&p->idle_spin, SPIN1, SEQ_CST);
-        if (worker_may_leave_locked(p)) {
-            worker_retire_locked(p, w);
-            pthread_mutex_unlock(&p->mu);
-            return PARK_EXIT;
-        }
-        tp__add_relaxed(&p->idle_spin, SPIN1);
-        pthread_mutex_unlock(&p->mu);
-        return PARK_RECHECK;
+        return leave_or_respin_unlock(p, w);
     }
     idle_push_locked(p, w);
     w->wake = false;
@@ -618,14 +625,7 @@ static int park(tp_pool *p, worker *w) {
                 idle_remove_locked(p, w);
                 /* seq_cst: announce "not idle" before the ring re-check. */
                 atomic_fetch_sub_explicit(&p->idle_spin, 1, SEQ_CST);
-                if (worker_may_leave_locked(p)) {
-                    worker_retire_locked(p, w);
-                    pthread_mutex_unlock(&p->mu);
-                    return PARK_EXIT;
-                }
-                tp__add_relaxed(&p->idle_spin, SPIN1);
-                pthread_mutex_unlock(&p->mu);
-                return PARK_RECHECK;
+                return leave_or_respin_unlock(p, w);
             }
             deadline = TP_FOREVER;
         }
