@@ -1230,6 +1230,21 @@ static size_t digest_len_of(tp_hash_alg a) {
     }
 }
 
+/* Take one of the MAX_STREAMS output slots (finishing the oldest files until
+ * one is free) and open f's temp output in it. On failure c records the
+ * error; the slot is not taken. Returns 0 or -errno. */
+static int open_output_slot(struct run *r, struct efile *f, struct echunk *c) {
+    while (r->streams >= MAX_STREAMS)
+        consume_head(r);
+    int err = open_tmp(f);
+    if (err) {
+        chunk_fail(c, err, "create output");
+        return err;
+    }
+    r->streams++;
+    return 0;
+}
+
 /* Plan one input into chunks and push them (consuming as the bounds say). */
 static int plan_file(struct run *r, const struct input *x) {
     tp_engine *e = r->e;
@@ -1329,15 +1344,8 @@ static int plan_file(struct run *r, const struct input *x) {
             c->len = 0;
             in_sz = ZSTD_DStreamInSize();
             out_sz = ZSTD_DStreamOutSize();
-            while (r->streams >= MAX_STREAMS)
-                consume_head(r);
-            err = open_tmp(f);
-            if (err) {
-                chunk_fail(c, err, "create output");
-            } else {
-                c->stream_fd = f->out_fd;
-                r->streams++;
-            }
+            err = open_output_slot(r, f, c);
+            if (!err) c->stream_fd = f->out_fd;
         } else if (r->op == TP_OP_DECOMPRESS) {
             c->off = off;
             c->len = (size_t)frames[2 * k];
@@ -1347,15 +1355,8 @@ static int plan_file(struct run *r, const struct input *x) {
             in_sz = c->len;
             out_sz = c->dsize;
             if (k == 0 && f->nchunks > 1) { /* several frames: tasks pwrite in place */
-                while (r->streams >= MAX_STREAMS)
-                    consume_head(r);
-                err = open_tmp(f);
-                if (err) {
-                    chunk_fail(c, err, "create output");
-                } else {
-                    f->pw = true;
-                    r->streams++;
-                }
+                err = open_output_slot(r, f, c);
+                if (!err) f->pw = true;
             }
             if (f->pw) {
                 c->pw_fd = f->out_fd;
