@@ -19,6 +19,7 @@
 
 #include "tripool.h"
 #include "internal/os.h"
+#include "tp_promtool.h"
 
 /* "none", "thread" or "address": which sanitizer this binary runs under. */
 static inline const char *tp_test_sanitizer(void)
@@ -60,23 +61,6 @@ static inline int tp_test_rm_rf(const char *dir)
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Run `promtool check metrics` on a Prometheus text exposition; returns its
- * exit status as system() does (0 = valid). */
-static inline int tp_test_promtool_check(const char *text)
-{
-    char path[] = "/tmp/tp_promtool_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    size_t len = strlen(text);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-    close(fd);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "promtool check metrics < %s >/dev/null 2>&1", path);
-    int rc = system(cmd);
-    unlink(path);
-    return rc;
 }
 
 #endif

@@ -19,21 +19,7 @@
 /* Not tp_test.h: it pulls in every module's header via tripool.h, and this
  * test needs (and links) only the metrics module. */
 #include "tripool/metrics.h"
-
-/* Run `promtool check metrics` on text; returns its exit status. */
-static int promtool_check(const char *text) {
-    char path[] = "/tmp/tp_metrics_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    size_t len = strlen(text);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-    close(fd);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "promtool check metrics < %s >/dev/null 2>&1", path);
-    int rc = system(cmd);
-    unlink(path);
-    return rc;
-}
+#include "tp_promtool.h"
 
 static char *render(tp_metrics *r) {
     char *out = NULL;
@@ -170,7 +156,7 @@ static void test_values(void **state) {
                        "h_seconds_sum 5.053\n"
                        "h_seconds_count 4\n";
     assert_string_equal(text, want);
-    assert_int_equal(promtool_check(text), 0);
+    assert_int_equal(tp_test_promtool_check(text), 0);
     free(text);
     tp_metrics_destroy(r);
 }
@@ -212,7 +198,7 @@ static void test_escaping(void **state) {
         "# TYPE e_total counter\n"
         "e_total{pool=\"\"} 0\n";
     assert_string_equal(text, want);
-    assert_int_equal(promtool_check(text), 0);
+    assert_int_equal(tp_test_promtool_check(text), 0);
     free(text);
     /* the callback series goes away with unregister */
     assert_int_equal(tp_metrics_unregister(r, fnh), 0);
