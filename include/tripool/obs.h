@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tripool/obs.h - observability glue above the pools: metrics collectors for
- * the task, buffer and fd pools, and adaptive sizing of the task pool.
+ * the task, buffer and fd pools and the engine, and adaptive sizing of the
+ * task pool.
  *
  * Collectors register series with a `pool` label in a tp_metrics registry
  * (see docs/metrics.md for every series). Stats-backed series read the
@@ -30,6 +31,7 @@
 
 #include "tripool/buf.h"
 #include "tripool/common.h"
+#include "tripool/engine.h"
 #include "tripool/fd.h"
 #include "tripool/metrics.h"
 #include "tripool/pool.h"
@@ -87,6 +89,24 @@ TP_API void tp_obs_bufpool_destroy(tp_obs_bufpool *o);
 TP_API TP_MUST_USE int tp_obs_register_fdpool(tp_metrics *reg, const char *name, tp_fdpool *fp,
                                               tp_obs_fdpool **out);
 TP_API void tp_obs_fdpool_destroy(tp_obs_fdpool *o);
+
+/* ---- engine ---------------------------------------------------------------
+ * Series read from tp_engine_stats at scrape time, label pool=<name>:
+ * tripool_engine_{bytes_in,bytes_out,chunks}_total and
+ * tripool_engine_files_total{result="ok"|"failed"} (counters),
+ * tripool_engine_{peak,max}_mem_bytes and tripool_engine_{peak,max}_open_files
+ * (gauges). Memory and descriptors in use now, and the engine's task pool,
+ * are the buffer, fd and task pool collectors' series. Destroy the
+ * collector before the engine and the registry. Returns 0, -EINVAL (NULL
+ * argument, bad name), -EEXIST (an engine of that name is registered) or
+ * -ENOMEM. */
+typedef struct tp_obs_engine tp_obs_engine;
+
+TP_API TP_MUST_USE int tp_obs_register_engine(tp_metrics *reg, const char *name, tp_engine *e,
+                                              tp_obs_engine **out);
+
+/* Remove the engine's series and free. o may be NULL. */
+TP_API void tp_obs_engine_destroy(tp_obs_engine *o);
 
 /* ---- adaptive scaling of a task pool ------------------------------------
  * A controller thread wakes every tick, samples the pool and sets its

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Collectors: the task, buffer and fd pools' series in a metrics registry.
+ * Collectors: the task, buffer and fd pools' and the engine's series in a
+ * metrics registry.
  *
  * DESIGN
  * Stats-backed series are callback series (tp_metrics_*_fn): at scrape time
@@ -47,7 +48,7 @@
 #include "obs/obs_internal.h"
 #include "tripool/obs.h"
 
-enum src { SRC_POOL, SRC_BUF, SRC_FD };
+enum src { SRC_POOL, SRC_BUF, SRC_FD, SRC_ENGINE };
 enum ftype { F_U32, F_U64, F_SIZE };
 
 /* One stats field exported as one series. */
@@ -61,7 +62,7 @@ struct field {
 
 struct field_ref {
     enum src src;
-    void *pool; /* tp_pool / tp_bufpool / tp_fdpool */
+    void *pool; /* tp_pool / tp_bufpool / tp_fdpool / tp_engine */
     const struct field *f;
     unsigned cls; /* buffer class index */
 };
@@ -123,10 +124,40 @@ static const struct field fd_fields[] = {
     FIELD(tp_fdpool_stats, "tripool_fd_max_open", "The descriptor bound.", false, max_open, F_U32),
 };
 
+/* The engine: tp_engine_stats. The names of the CLI's first hand-made series
+ * (bytes_in/out, files, peak_mem, peak_open) are kept; files are split by a
+ * result label (sum over it = files finished). Memory in use is the buffer
+ * collector's tripool_buf_inuse_bytes (tp_engine_stats has no such field). */
+static const struct field engine_fields[] = {
+    FIELD(tp_engine_stats, "tripool_engine_bytes_in_total", "Input bytes processed.", true,
+          bytes_in, F_U64),
+    FIELD(tp_engine_stats, "tripool_engine_bytes_out_total", "Output bytes written.", true,
+          bytes_out, F_U64),
+    FIELD(tp_engine_stats, "tripool_engine_chunks_total", "Chunks processed.", true, chunks, F_U64),
+    FIELD(tp_engine_stats, "tripool_engine_files_total", "Files finished, by result.", true,
+          files_ok, F_U64),
+    FIELD(tp_engine_stats, "tripool_engine_files_total", "Files finished, by result.", true,
+          files_failed, F_U64),
+    FIELD(tp_engine_stats, "tripool_engine_peak_mem_bytes", "Peak buffer memory in use.", false,
+          mem_peak, F_U64),
+    FIELD(tp_engine_stats, "tripool_engine_max_mem_bytes", "The buffer memory bound (max_mem).",
+          false, mem_cap, F_U64),
+    FIELD(tp_engine_stats, "tripool_engine_peak_open_files", "Peak input descriptors held.", false,
+          open_peak, F_U64),
+    FIELD(tp_engine_stats, "tripool_engine_max_open_files",
+          "The input descriptor bound (max_open).", false, open_cap, F_U64),
+};
+/* The result label of each engine field (NULL: none). */
+static const char *const engine_result[] = {NULL, NULL, NULL, "ok", "failed",
+                                            NULL, NULL, NULL, NULL};
+
 #define NPOOL (sizeof pool_fields / sizeof pool_fields[0])
 _Static_assert(NPOOL == TP__OBS_POOL_SERIES, "obs_internal.h must match pool_fields");
 #define NBUF (sizeof buf_fields / sizeof buf_fields[0])
 #define NFD (sizeof fd_fields / sizeof fd_fields[0])
+#define NENGINE (sizeof engine_fields / sizeof engine_fields[0])
+_Static_assert(sizeof engine_result / sizeof engine_result[0] == NENGINE,
+               "one result label entry per engine field");
 #define NCLS (TP_BUF_NCLASSES + 1)
 
 static double field_value(const void *stats, const struct field *f) {
@@ -159,6 +190,11 @@ static double read_field(void *arg) {
     case SRC_FD: {
         struct tp_fdpool_stats st;
         tp_fdpool_stats(r->pool, &st);
+        return field_value(&st, r->f);
+    }
+    case SRC_ENGINE: {
+        struct tp_engine_stats st;
+        tp_engine_stats(r->pool, &st);
         return field_value(&st, r->f);
     }
     }
@@ -425,5 +461,40 @@ TP_API int tp_obs_register_fdpool(tp_metrics *reg, const char *name, tp_fdpool *
 TP_API void tp_obs_fdpool_destroy(tp_obs_fdpool *o) {
     if (!o) return;
     remove_all(o->reg, o->handles, NFD);
+    free(o);
+}
+
+/* ---- engine ----------------------------------------------------------------------- */
+
+struct tp_obs_engine {
+    tp_metrics *reg;
+    struct field_ref refs[NENGINE];
+    void *handles[NENGINE];
+};
+
+TP_API int tp_obs_register_engine(tp_metrics *reg, const char *name, tp_engine *e,
+                                  tp_obs_engine **out) {
+    if (!reg || !name || !e || !out) return -EINVAL;
+    tp_obs_engine *o = calloc(1, sizeof *o);
+    if (!o) return -ENOMEM;
+    o->reg = reg;
+    for (size_t i = 0; i < NENGINE; i++) {
+        o->refs[i] = (struct field_ref){SRC_ENGINE, e, &engine_fields[i], 0};
+        tp_label l[2] = {{"pool", name}, {"result", engine_result[i]}};
+        /* one series at a time: the label sets differ (files_total) */
+        int err = add_fields(reg, &engine_fields[i], 1, &o->refs[i], &o->handles[i], l,
+                             engine_result[i] ? 2 : 1);
+        if (err) {
+            tp_obs_engine_destroy(o); /* removes the ones registered */
+            return err;
+        }
+    }
+    *out = o;
+    return 0;
+}
+
+TP_API void tp_obs_engine_destroy(tp_obs_engine *o) {
+    if (!o) return;
+    remove_all(o->reg, o->handles, NENGINE);
     free(o);
 }
