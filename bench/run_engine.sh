@@ -79,16 +79,16 @@ time_best "wc -l" wc -l "$LOG"
 time_best "tripool count" "$T" count "$LOG"
 PREP="rm -f $OUT/z.zst" time_best "zstd -T2 -3" zstd -q -T2 -3 "$LOG" -o "$OUT/z.zst"
 PREP="rm -f $OUT/z1.zst" time_best "zstd -T1 -3" zstd -q -T1 -3 "$LOG" -o "$OUT/z1.zst"
-time_best "tripool compress -l 3" "$T" compress -l 3 --max-mem $MAXMEM -o "$OUT/t.zst" "$LOG"
-time_best "tripool compress -l 3 --no-fsync" "$T" compress -l 3 --no-fsync -o "$OUT/t.zst" "$LOG"
+time_best "tripool compress -l 3" "$T" compress -f -l 3 --max-mem $MAXMEM -o "$OUT/t.zst" "$LOG"
+time_best "tripool compress -l 3 --no-fsync" "$T" compress -f -l 3 --no-fsync -o "$OUT/t.zst" "$LOG"
 time_best "zstd -d -T2 (tripool's file)" zstd -q -d -f "$OUT/t.zst" -o "$OUT/d1"
-time_best "tripool decompress" "$T" decompress --no-fsync -o "$OUT/d2" "$OUT/t.zst"
+time_best "tripool decompress" "$T" decompress -f --no-fsync -o "$OUT/d2" "$OUT/t.zst"
 cmp "$OUT/d2" "$LOG" && rm -f "$OUT/d1" "$OUT/d2"
 PREP="rm -f $OUT/c1" time_best "cp" cp "$LOG" "$OUT/c1"
 PREP="rm -f $OUT/c2" time_best "tripool cp" "$T" cp --no-fsync "$LOG" "$OUT/c2"
 rm -f "$OUT/c1" "$OUT/c2"
 zsz=$(stat -c %s "$OUT/z.zst"); tsz=$(stat -c %s "$OUT/t.zst")
-read -r rss fds < <(sample_peaks "$T" compress -l 3 --max-mem $MAXMEM --max-open $MAXOPEN -o "$OUT/t.zst" "$LOG")
+read -r rss fds < <(sample_peaks "$T" compress -f -l 3 --max-mem $MAXMEM --max-open $MAXOPEN -o "$OUT/t.zst" "$LOG")
 
 echo "== tree of 5,000 files (~200 KiB each)"
 find "$TREE" -type f > /dev/null; cat "$TREE"/* > /dev/null

@@ -58,17 +58,21 @@ static const char *const cmd_help[][2] = {
              "'hex  path', or BSD style with --tag), or verify a checksum file written by\n"
              "tripool or xxhsum (-c). Default algorithm xxh3. crc32c hashes big files in\n"
              "parallel chunks combined exactly.\n"},
-    {"compress", "usage: tripool compress [-l LEVEL] [-r] [--rm] [--no-fsync] [-o OUT] PATH...\n"
-                 "Write PATH.zst (or OUT, one input only). Big files become independent zstd\n"
-                 "frames per chunk plus a seek table, decodable by `zstd -d`. Output goes to a\n"
-                 "temporary file, is fsynced and renamed when complete. --rm deletes a source\n"
-                 "after its output is fsynced and verified. Default level 3.\n"},
-    {"decompress", "usage: tripool decompress [-r] [--rm] [--no-fsync] [-o OUT] PATH.zst...\n"
+    {"compress",
+     "usage: tripool compress [-l LEVEL] [-r] [-f] [--rm] [--no-fsync] [-o OUT] PATH...\n"
+     "Write PATH.zst (or OUT, one input only). Big files become independent zstd\n"
+     "frames per chunk plus a seek table, decodable by `zstd -d`. Output goes to a\n"
+     "temporary file, is fsynced and renamed when complete. --rm deletes a source\n"
+     "after its output is fsynced and verified. Default level 3.\n"
+     "  -f, --force        replace existing output files (default: refuse)\n"},
+    {"decompress", "usage: tripool decompress [-r] [-f] [--rm] [--no-fsync] [-o OUT] PATH.zst...\n"
                    "Write PATH without .zst. Files written by tripool decode in parallel;\n"
-                   "any other .zst file decodes as a stream.\n"},
-    {"cp", "usage: tripool cp [--no-fsync] SRC DST\n"
+                   "any other .zst file decodes as a stream.\n"
+                   "  -f, --force        replace existing output files (default: refuse)\n"},
+    {"cp", "usage: tripool cp [-f] [--no-fsync] SRC DST\n"
            "Copy SRC to DST (a file, or a directory to copy into) with parallel chunked\n"
-           "reads; all-zero chunks become holes (sparse files stay sparse).\n"},
+           "reads; all-zero chunks become holes (sparse files stay sparse).\n"
+           "  -f, --force        replace an existing DST file (default: refuse)\n"},
     {"count", "usage: tripool count [-l] [-e PATTERN] [-r] PATH...\n"
               "Count lines ('\\n', the same as wc -l), or with -e the lines containing the\n"
               "fixed string PATTERN (the same as grep -cF). Prints 'N PATH' per file and\n"
@@ -341,6 +345,10 @@ static int parse_args(struct opts *o, int argc, char **argv) {
         } else if ((is_comp || is_dec) && strcmp(name, "-o") == 0) {
             NEED_VAL();
             o->job.out_path = val;
+        } else if ((is_comp || is_dec || is_cp) &&
+                   (strcmp(name, "-f") == 0 || strcmp(name, "--force") == 0)) {
+            NO_VAL();
+            o->job.force = true;
         } else if ((is_comp || is_dec || is_cp) && strcmp(name, "--no-fsync") == 0) {
             NO_VAL();
             o->job.no_fsync = true;
@@ -468,7 +476,10 @@ static const char *errtext(int err) {
 
 static void report_error(const tp_file_result *r) {
     const char *op = r->err_op ? r->err_op : "error";
-    if (strcmp(op, "open") == 0)
+    if (r->err == -EEXIST && r->out_path)
+        fprintf(stderr, "%s: %s: %s already exists; not overwritten (use -f to overwrite)\n", prog,
+                r->path, r->out_path);
+    else if (strcmp(op, "open") == 0)
         fprintf(stderr, "%s: %s: %s\n", prog, r->path, errtext(r->err));
     else
         fprintf(stderr, "%s: %s: %s: %s\n", prog, r->path, op, errtext(r->err));

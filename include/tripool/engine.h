@@ -20,6 +20,17 @@
  * written to a temporary name in the target directory, fsynced and renamed
  * only when complete: no partial file ever appears under the final name.
  *
+ * Existing outputs are never replaced unless tp_job.force is set.
+ *
+ * Inputs that change while a job runs: the size is taken when the file is
+ * planned (stat) and the job covers exactly that many bytes. A file that
+ * grows is processed up to its planned size (the bytes appended later are
+ * not read); a file that shrinks below it fails with -EIO ("file shrank
+ * while reading") and no output is published for it. A file rewritten in
+ * place within its size is read as it is at each chunk's read: the output
+ * is consistent per chunk, not a snapshot (use a snapshot or a lock for
+ * that).
+ *
  * Cancellation: tp_engine_cancel() (or cancelling the parent context) stops
  * a running job at its next check; temporary files are removed and the job
  * returns -ECANCELED. Safe to call from any thread, not from a signal
@@ -148,6 +159,11 @@ typedef struct tp_job {
     bool remove_src;         /* compress/decompress: delete the input after the output
                                 is fsynced and verified */
     bool no_fsync;           /* skip fsync before rename (faster, less durable) */
+    bool force;              /* compress/decompress/copy: replace an existing output file.
+                                Default: such an input fails with -EEXIST (err_op
+                                "output exists"), nothing is written; the check is made
+                                when the file is planned and again, atomically, at the
+                                rename (RENAME_NOREPLACE) */
     tp_result_fn on_result;
     void *arg;
     /* More fields may be added; zero-initialise and set what you need. */

@@ -798,6 +798,18 @@ static bool op_writes(int op) {
     return op == TP_OP_COMPRESS || op == TP_OP_DECOMPRESS || op == TP_OP_COPY;
 }
 
+/* Move tmp to out. Without force an existing out is never replaced, even
+ * one created after the plan-time check: RENAME_NOREPLACE, or where the
+ * filesystem lacks it, link() (fails with EEXIST atomically) + unlink. */
+static int publish_rename(const char *tmp, const char *out, bool force) {
+    if (force) return rename(tmp, out) == 0 ? 0 : -errno;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -errno;
+    if (link(tmp, out) != 0) return -errno;
+    (void)unlink(tmp);
+    return 0;
+}
+
 /* Rename f's output into place (it is durable unless no_fsync), apply
  * --rm, report f and free it. */
 static void file_publish(struct run *r, struct efile *f) {
@@ -806,7 +818,10 @@ static void file_publish(struct run *r, struct efile *f) {
     bool canceled = tp_ctx_done(e->ctx);
     if (f->tmp) {
         if (!f->err && canceled) file_fail(f, tp_ctx_err(e->ctx), "canceled");
-        if (!f->err && rename(f->tmp, f->out) != 0) file_fail(f, -errno, "rename");
+        if (!f->err) {
+            int err = publish_rename(f->tmp, f->out, j->force);
+            if (err) file_fail(f, err, err == -EEXIST ? "output exists" : "rename");
+        }
         if (f->err) {
             (void)unlink(f->tmp);
         } else if (j->remove_src) {
@@ -1282,6 +1297,8 @@ static int plan_file(struct run *r, const struct input *x) {
         if (f->out && stat(f->out, &ost) == 0 && ost.st_dev == x->st.st_dev &&
             ost.st_ino == x->st.st_ino)
             file_fail(f, -EINVAL, "input and output are the same file");
+        else if (f->out && !j->force && lstat(f->out, &ost) == 0)
+            file_fail(f, -EEXIST, "output exists"); /* checked again at the rename */
     }
     if (f->err) {
         struct echunk *c = chunk_new(r, f, 0);
