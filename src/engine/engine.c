@@ -1359,8 +1359,13 @@ static int plan_file(struct run *r, const struct input *x) {
         if (r->op == TP_OP_DECOMPRESS && f->stream) {
             c->off = 0;
             c->len = 0;
+            /* zstd streams through buffers of any size: no bigger than the
+             * file or a chunk, so a small max_mem still holds them. */
             in_sz = ZSTD_DStreamInSize();
             out_sz = ZSTD_DStreamOutSize();
+            if (in_sz > f->size) in_sz = f->size ? (size_t)f->size : 1;
+            if (in_sz > chunk) in_sz = chunk;
+            if (out_sz > chunk) out_sz = chunk;
             err = open_output_slot(r, f, c);
             if (!err) c->stream_fd = f->out_fd;
         } else if (r->op == TP_OP_DECOMPRESS) {
@@ -1377,7 +1382,7 @@ static int plan_file(struct run *r, const struct input *x) {
             }
             if (f->pw) {
                 c->pw_fd = f->out_fd;
-                out_sz = PIECE;
+                out_sz = PIECE < chunk ? PIECE : chunk;
             }
         } else {
             c->off = off;

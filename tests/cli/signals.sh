@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # TP_TEST_TIMEOUT: 60
 # SIGINT mid-run cancels through the context: exit 130, no temp file and no
-# partial output left. SIGUSR1 prints the pool dump and the run goes on.
+# partial output left (one big file; a tree: published outputs complete).
+# SIGUSR1 prints the pool dump and the run goes on.
 set -u
 T=${TRIPOOL:?set TRIPOOL to the tripool binary}
 D=$(mktemp -d /tmp/tp_cli_sig.XXXXXX)
@@ -38,4 +39,21 @@ wait $pid; rc=$?
 [ $rc -eq 130 ] || fail "SIGINT after SIGUSR1 must exit 130, got $rc"
 [ "$(grep -vc 'interrupted' e)" -gt 0 ] || fail "no pool dump on stderr after SIGUSR1"
 [ ! -e big2.zst ] || fail "partial output after SIGINT"
+# SIGINT during a tree: no temp file is left, and every output that was
+# published before the signal is complete (renamed only when whole).
+mkdir tree && for i in $(seq 1 40); do head -c 300000 /dev/urandom > tree/f$i; done
+"$T" compress -r -l 19 -j 1 --chunk 128K --no-fsync tree & pid=$!
+for i in $(seq 1 200); do
+    [ -n "$(find tree -name '.*.tp.*')" ] && break
+    sleep 0.02
+done
+kill -INT $pid
+wait $pid; rc=$?
+[ $rc -eq 130 ] || fail "SIGINT during a tree must exit 130, got $rc"
+[ -z "$(find tree -name '.*.tp.*')" ] || fail "temp files left in the tree"
+for z in tree/*.zst; do
+    [ -e "$z" ] || continue
+    zstd -q -d -c "$z" | cmp - "${z%.zst}" || fail "published output $z incomplete"
+done
+[ "$(ls tree/*.zst 2> /dev/null | wc -l)" -lt 40 ] || fail "the tree finished before the signal"
 echo "signals: all checks passed"
