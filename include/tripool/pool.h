@@ -62,8 +62,8 @@ typedef struct tp_pool_opts {
     unsigned max_blocked;     /* cap on submitters blocked on a full queue; 0 = no cap */
     tp_error_fn on_error;     /* failure hook (ants' PanicHandler); may be NULL */
     void *on_error_arg;
-    const char *name;         /* label for stats, dumps and metrics; copied */
-    tp_observer_fn observer;  /* per-task hook (labels, queue wait, run time); may be NULL */
+    const char *name;        /* label for stats, dumps and metrics; copied */
+    tp_observer_fn observer; /* per-task hook (labels, queue wait, run time); may be NULL */
     void *observer_arg;
     /* Observe 1 task in observer_sample (rounded up to a power of two; 0 or
      * 1 = every task): only those are timed and passed to the observer, the
@@ -81,6 +81,17 @@ typedef struct tp_pool_opts {
     uint64_t stuck_threshold_ns;
     tp_stuck_fn on_stuck;
     void *on_stuck_arg;
+    /* Start order. Default (false): when the queue holds at least 4 tasks
+     * per worker, a worker takes a small batch (up to 16, at most 1/(2 x
+     * workers) of the queue) with one atomic step and runs it in order;
+     * workers that find the queue empty steal from such batches before
+     * they sleep, so a held task never waits while a worker is free. Tasks
+     * therefore start in FIFO order per worker but not across workers: a
+     * task that blocks until a *later* task of the same pool starts can
+     * wait behind its own worker's batch while every other worker is busy.
+     * true: strict FIFO across workers (one task per dequeue), ~1.4x the
+     * per-task cost under contention (docs/pool.md). */
+    bool fifo;
     /* More fields may be added; always start from tp_pool_opts_init(). */
 } tp_pool_opts;
 
@@ -97,8 +108,8 @@ struct tp_pool_stats {
     uint64_t rejected;        /* refused: full, shut down, timed out, context done */
     uint64_t canceled;        /* accepted but not run: context done before start */
     unsigned peak_workers;
-    size_t peak_queued;
-    uint64_t stuck;           /* tasks reported by the stuck-task watchdog */
+    size_t peak_queued; /* sampled at dequeue: may miss short spikes (docs/pool.md) */
+    uint64_t stuck;     /* tasks reported by the stuck-task watchdog */
 };
 
 TP_API void tp_pool_opts_init(tp_pool_opts *o);
@@ -128,7 +139,7 @@ TP_API TP_MUST_USE int tp_submit_ctx(tp_pool *p, tp_ctx *c, tp_task_fn fn, void 
 /* Everything a submit can carry, for tp_submit_ex(). Start from
  * tp_task_opts_init(). */
 typedef struct tp_task_opts {
-    tp_task_fn fn;       /* required */
+    tp_task_fn fn; /* required */
     void *arg;
     tp_ctx *ctx;         /* NULL = none; as tp_submit_ctx() */
     const char *label;   /* short name shown by dumps, observer, watchdog;
@@ -173,11 +184,13 @@ TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers);
 TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns);
 
 /* What the pool is doing now, as text: write(arg, line) is called once per
- * worker ("worker 3 running label=hash for 1.204s done=1877", states idle,
- * running, exiting; run time "unknown" unless the pool tracks time, i.e. has
- * an observer or a stuck threshold), then once with the queue depth and the
- * oldest queued task's age ("unknown" when time is not tracked). Lines have
- * no newline. write is called with no pool lock held. */
+ * worker ("worker 3 running label=hash for 1.204s done=1877 held=0", states
+ * idle, running, exiting; run time "unknown" unless the pool tracks time,
+ * i.e. has an observer or a stuck threshold; held = tasks the worker took in
+ * its last batch and has not started), then once with the queue depth (held
+ * tasks included) and the oldest queued task's age ("unknown" when time is
+ * not tracked or only held tasks wait). Lines have no newline. write is called with no pool lock
+ * held. */
 TP_API void tp_pool_dump(tp_pool *p, void (*write)(void *arg, const char *line), void *arg);
 
 /* ---- futures ------------------------------------------------------------ */

@@ -44,6 +44,27 @@
  * fence on the hot path. When the last spinner takes a task and more are
  * queued it wakes (or spawns) the next worker, so a burst ramps up to max.
  *
+ * Batches. With a deep ring (>= 4 tasks per worker) a worker claims k
+ * slots with its one deq CAS (k = depth / (2 * nworkers), <= POP_BATCH),
+ * runs the first and publishes the rest in its own `batch` array; `bstate`
+ * (generation | next | end) is taken with a CAS by the owner (no lock) or
+ * by thieves (under mu, which keeps the owner's struct alive). The owner
+ * refills only an empty batch and bumps the generation, so a thief's CAS
+ * fails if the entry it read is stale. `nheld` counts non-empty batches
+ * (incremented by the owner after publishing, decremented by whoever takes
+ * the last entry). Held tasks count as pending work wherever a worker
+ * would stop looking for work (park, expiry, shrink, close) and in the
+ * ramp-up/resize decisions; the batch-publish side is another Dekker pair:
+ *   owner:   add nheld (seq_cst)         ; load idle_spin (seq_cst) -> wake
+ *   parker:  add idle_spin (seq_cst)     ; load nheld (seq_cst) -> recheck
+ * Spinners poll nheld and steal once the ring is empty. opts.fifo turns
+ * batches off (strict FIFO start order across workers).
+ *
+ * The depth a worker needs (batch size, peak stat) comes from its private
+ * copy of enq: enq only grows, so seen - pos is a lower bound, and enq is
+ * re-read only when that is used up and pos % ENQ_SAMPLE == 0, which keeps
+ * the submitters' line in their cache when the ring is near empty.
+ *
  * Blocked submitters (ring full) wait on `notfull` under `mu` after
  * counting themselves in `nblocked` (seq_cst) and re-reading deq (seq_cst);
  * a worker reads nblocked (seq_cst) after its deq CAS and signals only then.
@@ -51,8 +72,8 @@
  * Counters. Each worker owns its completed/failed/canceled counters (single
  * writer, relaxed); a worker that exits folds them into the pool's retired
  * totals under mu. submitted = enq + inline runs. Peak queue depth is sampled
- * by workers at each dequeue. Nothing on the hot path is a shared RMW besides
- * the two ring CASes.
+ * by workers when they re-read enq. Nothing on the hot path is a shared RMW
+ * besides the two ring CASes (and two nheld updates per batch).
  *
  * Locks. One mutex `mu` per pool protects: the worker lists (all, idle,
  * zombie), each worker's `wake` flag, nworkers (also read atomically), the
@@ -88,6 +109,10 @@
 #define SPIN_ROUNDS 256 /* empty-ring polls before parking; see docs/pool.md */
 #endif
 
+#ifndef POP_BATCH
+#define POP_BATCH 16 /* most tasks one worker takes with one deq CAS */
+#endif
+
 #ifndef FULL_YIELDS
 #define FULL_YIELDS 16 /* yields before a submitter sleeps on a full ring */
 #endif
@@ -114,6 +139,13 @@ typedef struct worker {
     _Atomic uint64_t start_ns; /* of the running task, when timed */
     /* Watchdog only (under mu): start_ns of the last task reported stuck. */
     uint64_t stuck_reported;
+    /* The rest of the worker's last batch (see held_take): written by the
+     * worker, taken by it or stolen by other workers. */
+    _Atomic uint64_t bstate; /* generation:32 | next:16 | end:16 */
+    struct held_task {
+        _Atomic uintptr_t fn, arg;
+        _Atomic uint64_t t_enq;
+    } batch[POP_BATCH];
     tp_pool *pool;
     pthread_t tid;
     unsigned id;
@@ -135,6 +167,7 @@ struct tp_pool {
     bool pow2;
     bool nonblocking;
     bool timed;
+    unsigned batch_max;   /* 1 with opts.fifo, else POP_BATCH */
     uint32_t sample_mask; /* observer_sample - 1 (power of two), 0 = time all */
     unsigned min_workers;
     unsigned max_blocked;
@@ -155,6 +188,7 @@ struct tp_pool {
     TP_CACHE_ALIGNED _Atomic uint64_t enq; /* submitters; top bit = closed */
     TP_CACHE_ALIGNED _Atomic uint64_t deq; /* workers */
     TP_CACHE_ALIGNED _Atomic uint64_t idle_spin;
+    TP_CACHE_ALIGNED _Atomic unsigned nheld;    /* workers whose batch has tasks left */
     TP_CACHE_ALIGNED _Atomic unsigned nblocked; /* read per dequeue, written rarely */
     _Atomic uint64_t peak_queued;
     _Atomic unsigned full_yielders; /* submitters yielding on a full ring */
@@ -245,50 +279,184 @@ static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
     return 0;
 }
 
-static bool ring_pop(tp_pool *p, tp_task_fn *fn, void **arg, uint64_t *t_enq) {
+/* A dequeued task. */
+typedef struct popped {
+    tp_task_fn fn;
+    void *arg;
+    uint64_t t_enq;
+} popped;
+
+#define ENQ_SAMPLE 8 /* a worker reads enq at most at 1 in 8 ring positions */
+
+/* Take 1..max tasks from the head with one CAS on deq; returns how many
+ * (0: the ring looked empty). A worker takes more than one only when the
+ * ring holds at least 2 * nworkers * k tasks, so a batch never holds back
+ * more than a small share of the backlog from the other workers, and a
+ * shallow ring is taken one task at a time (see DESIGN).
+ *
+ * *seen is the caller's last view of enq (NULL: none; read enq each time).
+ * enq only grows, so seen - pos is a lower bound of the depth that costs no
+ * read of the submitters' hot line; a worker re-reads enq only when that
+ * bound is used up and pos is a multiple of ENQ_SAMPLE. That re-read also
+ * records the peak depth, which is therefore sampled (docs/pool.md). */
+static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *seen) {
     uint64_t pos = tp__load_relaxed(&p->deq);
+    uint64_t avail;
+    unsigned k;
     slot *s;
     for (;;) {
         s = slot_at(p, pos);
         /* acquire: pairs with the submitter's publishing release. */
         uint64_t seq = tp__load_acquire(&s->seq);
         int64_t d = (int64_t)(seq - (pos + 1));
-        if (d == 0) {
-            /* seq_cst: pairs with blocked submitters reading deq. */
-            if (atomic_compare_exchange_weak_explicit(&p->deq, &pos, pos + 1, SEQ_CST,
-                                                      memory_order_relaxed))
-                break;
-        } else if (d < 0) {
-            return false;
-        } else {
+        if (d < 0) return 0;
+        if (d > 0) {
             pos = tp__load_relaxed(&p->deq);
+            continue;
         }
+        avail = seen && *seen > pos ? *seen - pos : 0;
+        if (avail <= 1 && (!seen || (pos & (ENQ_SAMPLE - 1)) == 0)) {
+            /* acquire orders this load after the slot's: published slot
+             * pos means enq > pos. */
+            uint64_t e = tp__load_acquire(&p->enq) & ~CLOSED_BIT;
+            if (seen) *seen = e;
+            avail = e > pos ? e - pos : 1;
+            uint64_t depth = avail < p->limit ? avail : p->limit;
+            if (depth > tp__load_relaxed(&p->peak_queued)) tp__max_relaxed(&p->peak_queued, depth);
+        }
+        k = 1;
+        if (max > 1 && avail >= 4) {
+            unsigned n = tp__load_relaxed(&p->nworkers);
+            uint64_t share = avail / (2 * (uint64_t)(n ? n : 1));
+            if (share > 1) {
+                k = share < max ? (unsigned)share : max;
+                /* Only a published prefix: a submitter may sit between
+                 * its enq CAS and its publishing store. acquire as above. */
+                for (unsigned i = 1; i < k; i++) {
+                    if (tp__load_acquire(&slot_at(p, pos + i)->seq) != pos + i + 1) {
+                        k = i;
+                        break;
+                    }
+                }
+            }
+        }
+        /* seq_cst: pairs with blocked submitters reading deq. The slots
+         * pos..pos+k-1 were published and deq == pos means no worker took
+         * them since. */
+        if (atomic_compare_exchange_weak_explicit(&p->deq, &pos, pos + k, SEQ_CST,
+                                                  memory_order_relaxed))
+            break;
     }
-    *fn = s->fn;
-    *arg = s->arg;
-    *t_enq = tp__load_relaxed(&s->t_enq);
-    /* release: our reads of the slot happen before the next submitter's
-     * writes. */
-    tp__store_release(&s->seq, pos + p->cap);
-    /* Depth before this pop, for the peak. acquire orders the deq load
-     * after the enq load, so the difference never exceeds the true depth
-     * (deq only grows); + 1 for our task, capped at the bound. */
-    uint64_t e = tp__load_acquire(&p->enq) & ~CLOSED_BIT;
-    uint64_t dq = tp__load_relaxed(&p->deq);
-    uint64_t depth = (e > dq ? e - dq : 0) + 1;
-    if (depth > p->limit) depth = p->limit;
-    if (depth > tp__load_relaxed(&p->peak_queued)) tp__max_relaxed(&p->peak_queued, depth);
+    for (unsigned i = 0; i < k; i++) {
+        s = slot_at(p, pos + i);
+        out[i].fn = s->fn;
+        out[i].arg = s->arg;
+        out[i].t_enq = tp__load_relaxed(&s->t_enq);
+        /* release: our reads of the slot happen before the next
+         * submitter's writes. */
+        tp__store_release(&s->seq, pos + i + p->cap);
+    }
     /* seq_cst: pairs with blocked submitters counting themselves before
      * re-reading deq. Wake them only once the ring has drained to half:
      * one wake-up then refills many slots instead of ping-ponging a
      * sleeping submitter once per task. The ring drains to empty while
-     * anyone is blocked, so some pop always crosses the mark. */
-    if (atomic_load_explicit(&p->nblocked, SEQ_CST) && depth - 1 <= p->limit / 2) {
+     * anyone is blocked, so some pop always crosses the mark. enq is read
+     * exactly here: it does not move while its submitters are blocked. */
+    if (atomic_load_explicit(&p->nblocked, SEQ_CST)) {
+        uint64_t e = tp__load_acquire(&p->enq) & ~CLOSED_BIT;
+        uint64_t left = e > pos + k ? e - (pos + k) : 0;
+        if (left + 1 > tp__load_relaxed(&p->peak_queued))
+            tp__max_relaxed(&p->peak_queued, left + k < p->limit ? left + k : p->limit);
+        if (left <= p->limit / 2) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->notfull);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    return k;
+}
+
+static inline bool ring_pop(tp_pool *p, tp_task_fn *fn, void **arg, uint64_t *t_enq) {
+    popped t;
+    if (!ring_pop_batch(p, &t, 1, NULL)) return false;
+    *fn = t.fn;
+    *arg = t.arg;
+    *t_enq = t.t_enq;
+    return true;
+}
+
+/* ---- held batches -------------------------------------------------------- */
+
+#define BS_NEXT(st) ((unsigned)((st) >> 16) & 0xffffu)
+#define BS_END(st) ((unsigned)(st)&0xffffu)
+
+/* Tasks left in w's batch (a snapshot). */
+static inline unsigned held_count(worker *w) {
+    uint64_t st = tp__load_relaxed(&w->bstate);
+    return BS_END(st) - BS_NEXT(st);
+}
+
+static void wake_or_spawn_locked(tp_pool *p);
+
+/* Make t[0..n) the calling worker's batch (its previous one is used up):
+ * it runs them in order unless other workers steal them first. */
+static void held_publish(tp_pool *p, worker *w, const popped *t, unsigned n) {
+    for (unsigned i = 0; i < n; i++) {
+        tp__store_relaxed(&w->batch[i].fn, (uintptr_t)t[i].fn);
+        tp__store_relaxed(&w->batch[i].arg, (uintptr_t)t[i].arg);
+        tp__store_relaxed(&w->batch[i].t_enq, t[i].t_enq);
+    }
+    uint64_t gen = (tp__load_relaxed(&w->bstate) >> 32) + 1;
+    /* release: a thief that acquires this state reads the entries above. */
+    tp__store_release(&w->bstate, (gen << 32) | n);
+    /* seq_cst: the held-batch half of a Dekker pair with park(): count the
+     * batch, then look for idle workers; park announces itself idle, then
+     * reads nheld. Either the parking worker sees the batch or we see it
+     * idle and wake it, so a batch whose owner blocks in a task (maybe on a
+     * task of the same batch) is never left with every other worker
+     * asleep. */
+    atomic_fetch_add_explicit(&p->nheld, 1, SEQ_CST);
+    uint64_t is = atomic_load_explicit(&p->idle_spin, SEQ_CST);
+    if ((is >> 32) == 0 && ((is & IDLE_MASK) != 0 ||
+                            tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers))) {
         pthread_mutex_lock(&p->mu);
-        pthread_cond_signal(&p->notfull);
+        if (!(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
         pthread_mutex_unlock(&p->mu);
     }
-    return true;
+}
+
+/* Take the next task of w's batch: w's own worker without a lock, other
+ * workers under mu (which keeps w alive). */
+static bool held_take(tp_pool *p, worker *w, popped *out) {
+    /* acquire: the entries of the state read were written before the
+     * owner's release store of it. */
+    uint64_t st = tp__load_acquire(&w->bstate);
+    for (;;) {
+        unsigned next = BS_NEXT(st), end = BS_END(st);
+        if (next >= end) return false;
+        out->fn = (tp_task_fn)tp__load_relaxed(&w->batch[next].fn);
+        out->arg = (void *)tp__load_relaxed(&w->batch[next].arg);
+        out->t_enq = tp__load_relaxed(&w->batch[next].t_enq);
+        /* The owner refills only an empty batch, with a new generation, so
+         * a successful CAS proves the entry read belongs to the state
+         * swapped. acquire on failure: we retry with the new state's
+         * entries. */
+        if (atomic_compare_exchange_weak_explicit(&w->bstate, &st, st + (UINT64_C(1) << 16),
+                                                  memory_order_acquire, memory_order_acquire)) {
+            if (next + 1 == end) tp__sub_relaxed(&p->nheld, 1);
+            return true;
+        }
+    }
+}
+
+/* Steal one task from another worker's batch. */
+static bool held_steal(tp_pool *p, worker *self, popped *out) {
+    bool got = false;
+    pthread_mutex_lock(&p->mu);
+    for (worker *w = p->all; w && !got; w = w->next)
+        if (w != self) got = held_take(p, w, out);
+    pthread_mutex_unlock(&p->mu);
+    return got;
 }
 
 /* Tasks accepted but not yet taken by a worker (seq_cst: used in the Dekker
@@ -297,6 +465,11 @@ static inline uint64_t ring_depth_sc(tp_pool *p) {
     uint64_t e = atomic_load_explicit(&p->enq, SEQ_CST) & ~CLOSED_BIT;
     uint64_t d = atomic_load_explicit(&p->deq, SEQ_CST);
     return e > d ? e - d : 0;
+}
+
+/* Queued in the ring or held in a worker's batch (seq_cst, as above). */
+static inline bool work_pending_sc(tp_pool *p) {
+    return ring_depth_sc(p) != 0 || atomic_load_explicit(&p->nheld, SEQ_CST) != 0;
 }
 
 static inline bool pool_closed(tp_pool *p) {
@@ -385,7 +558,7 @@ static void wake_or_spawn_locked(tp_pool *p) {
      * must not start a thread, least of all after close has returned (the
      * ring stays empty once closed and drained). */
     if ((tp__load_relaxed(&p->idle_spin) >> 32) == 0 &&
-        tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers) && ring_depth_sc(p) != 0)
+        tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers) && work_pending_sc(p))
         (void)spawn_locked(p); /* on failure running workers still drain */
 }
 
@@ -467,7 +640,7 @@ static bool worker_may_leave_locked(tp_pool *p) {
     unsigned n = tp__load_relaxed(&p->nworkers);
     /* seq_cst: worker half of the Dekker pair with after_push(). */
     atomic_store_explicit(&p->nworkers, n - 1, SEQ_CST);
-    if (ring_depth_sc(p) == 0) return true;
+    if (!work_pending_sc(p)) return true;
     atomic_store_explicit(&p->nworkers, n, SEQ_CST);
     return false;
 }
@@ -594,7 +767,7 @@ static int park(tp_pool *p, worker *w) {
     w->wake = false;
     /* seq_cst: worker half of the Dekker pair (announce idle, then look). */
     atomic_fetch_add_explicit(&p->idle_spin, 1 - SPIN1, SEQ_CST);
-    if (ring_depth_sc(p) != 0) {
+    if (work_pending_sc(p)) {
         idle_remove_locked(p, w);
         tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
         pthread_mutex_unlock(&p->mu);
@@ -608,7 +781,7 @@ static int park(tp_pool *p, worker *w) {
             /* Drained and closed: leave. (Not drained: close woke us.) */
             idle_remove_locked(p, w);
             tp__sub_relaxed(&p->idle_spin, 1);
-            if (ring_depth_sc(p) != 0) {
+            if (work_pending_sc(p)) {
                 tp__add_relaxed(&p->idle_spin, SPIN1);
                 pthread_mutex_unlock(&p->mu);
                 return PARK_RECHECK;
@@ -644,7 +817,7 @@ static bool worker_shrink(tp_pool *p, worker *w) {
     }
     unsigned n = tp__load_relaxed(&p->nworkers);
     atomic_store_explicit(&p->nworkers, n - 1, SEQ_CST);
-    if (ring_depth_sc(p) != 0 && !(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
+    if (work_pending_sc(p) && !(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
     worker_retire_locked(p, w);
     pthread_mutex_unlock(&p->mu);
     return true;
@@ -655,25 +828,32 @@ static void *worker_main(void *arg) {
     tp_pool *p = w->pool;
     bool spinning = true;  /* spawn counted us spinning */
     uint64_t last_end = 0; /* end of the previous task if we went straight on */
+    uint64_t seen_enq = 0; /* last enq read (ring_pop_batch) */
     tls_worker = w;
 
     for (;;) {
-        tp_task_fn fn;
-        void *targ;
-        uint64_t t_enq;
-        if (ring_pop(p, &fn, &targ, &t_enq)) {
+        popped batch[POP_BATCH];
+        unsigned nb = ring_pop_batch(p, batch, p->batch_max, &seen_enq);
+        if (!nb && tp__load_relaxed(&p->nheld) && held_steal(p, w, &batch[0])) nb = 1;
+        if (nb) {
             if (spinning) {
                 spinning = false;
                 uint64_t old = atomic_fetch_sub_explicit(&p->idle_spin, SPIN1, SEQ_CST);
-                if ((old >> 32) == 1 && ring_depth_sc(p) != 0 &&
+                /* Depth last: it reads the submitters' line. Held
+                 * batches count: their owners may block. */
+                if ((old >> 32) == 1 &&
                     ((old & IDLE_MASK) != 0 ||
-                     tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers))) {
+                     tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers)) &&
+                    work_pending_sc(p)) {
                     pthread_mutex_lock(&p->mu);
                     if (!(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
                     pthread_mutex_unlock(&p->mu);
                 }
             }
-            last_end = run_task(p, w, fn, targ, t_enq, last_end);
+            if (nb > 1) held_publish(p, w, batch + 1, nb - 1);
+            last_end = run_task(p, w, batch[0].fn, batch[0].arg, batch[0].t_enq, last_end);
+            while (nb > 1 && held_take(p, w, &batch[0]))
+                last_end = run_task(p, w, batch[0].fn, batch[0].arg, batch[0].t_enq, last_end);
             if (tp__load_relaxed(&p->nworkers) > tp__load_relaxed(&p->max_workers) &&
                 worker_shrink(p, w))
                 return NULL;
@@ -689,6 +869,7 @@ static void *worker_main(void *arg) {
             /* Poll the head slot: published means a pop would succeed. */
             uint64_t pos = tp__load_relaxed(&p->deq);
             if (tp__load_relaxed(&slot_at(p, pos)->seq) == pos + 1) break;
+            if (tp__load_relaxed(&p->nheld)) break; /* a batch to steal from */
             tp__cpu_relax();
         }
         if (i < SPIN_ROUNDS) continue;
@@ -971,6 +1152,7 @@ TP_API int tp_pool_create(tp_pool **out, const tp_pool_opts *opts) {
         tp__store_relaxed(&p->ring[i].t_enq, 0);
     }
     p->nonblocking = opts->nonblocking;
+    p->batch_max = opts->fifo ? 1 : POP_BATCH;
     p->min_workers = opts->min_workers;
     p->max_blocked = opts->max_blocked;
     p->idle_timeout_ns = opts->idle_timeout_ns;
@@ -984,7 +1166,8 @@ TP_API int tp_pool_create(tp_pool **out, const tp_pool_opts *opts) {
     p->timed = p->observer || p->stuck_threshold_ns;
     if (p->observer && !p->stuck_threshold_ns && opts->observer_sample > 1) {
         uint32_t n = 1;
-        while (n < opts->observer_sample && n < (1u << 30)) n <<= 1;
+        while (n < opts->observer_sample && n < (1u << 30))
+            n <<= 1;
         p->sample_mask = n - 1;
     }
     snprintf(p->name, sizeof p->name, "%s", opts->name ? opts->name : "pool");
@@ -1101,7 +1284,9 @@ TP_API void tp_pool_stats(tp_pool *p, struct tp_pool_stats *out) {
     uint64_t f = p->ret_failed + tp__load_relaxed(&p->inline_failed);
     uint64_t k = p->ret_canceled + tp__load_relaxed(&p->inline_canceled);
     unsigned idle = 0, live = 0;
+    uint64_t held = 0;
     for (worker *w = p->all; w; w = w->next) {
+        held += held_count(w);
         c += tp__load_relaxed(&w->completed);
         f += tp__load_relaxed(&w->failed);
         k += tp__load_relaxed(&w->canceled);
@@ -1109,7 +1294,7 @@ TP_API void tp_pool_stats(tp_pool *p, struct tp_pool_stats *out) {
         if (w->in_idle) idle++;
     }
     pthread_mutex_unlock(&p->mu);
-    uint64_t depth = ring_depth_sc(p);
+    uint64_t depth = ring_depth_sc(p) + held;
     out->workers_running = live;
     out->workers_idle = idle;
     out->max_workers = tp__load_relaxed(&p->max_workers);
@@ -1142,6 +1327,8 @@ TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers) {
     }
     if (!p->close_started) {
         uint64_t want = ring_depth_sc(p);
+        for (worker *w = p->all; w; w = w->next)
+            want += held_count(w);
         while (want > 0 && tp__load_relaxed(&p->nworkers) < max_workers) {
             if (p->idle)
                 wake_or_spawn_locked(p);
@@ -1194,10 +1381,13 @@ TP_API void tp_pool_dump(tp_pool *p, void (*write)(void *arg, const char *line),
         return;
     }
     uint64_t now = tp__now_ns();
+    uint64_t held = 0;
     size_t i = n;
     /* The list is newest first; print oldest (lowest index) first. */
     for (worker *w = p->all; w; w = w->next) {
         char *l = lines + --i * LINE;
+        unsigned h = held_count(w);
+        held += h;
         int st = tp__load_acquire(&w->state);
         const char *label = tp__load_relaxed(&w->label);
         uint64_t done = tp__load_relaxed(&w->completed) + tp__load_relaxed(&w->canceled);
@@ -1205,19 +1395,19 @@ TP_API void tp_pool_dump(tp_pool *p, void (*write)(void *arg, const char *line),
             char d[32] = "unknown";
             uint64_t s = tp__load_relaxed(&w->start_ns);
             if (p->timed && s && now >= s) fmt_dur(d, sizeof d, now - s);
-            snprintf(l, LINE, "%s worker %u running label=%.40s for %s done=%llu", p->name, w->id,
-                     label ? label : "-", d, (unsigned long long)done);
+            snprintf(l, LINE, "%s worker %u running label=%.40s for %s done=%llu held=%u", p->name,
+                     w->id, label ? label : "-", d, (unsigned long long)done, h);
         } else {
             snprintf(l, LINE, "%s worker %u %s done=%llu", p->name, w->id,
                      st == W_EXITING ? "exiting" : "idle", (unsigned long long)done);
         }
     }
     char age[32] = "unknown";
-    uint64_t depth = ring_depth_sc(p);
+    uint64_t ring = ring_depth_sc(p), depth = ring + held;
     if (p->timed) {
         if (depth == 0) {
             snprintf(age, sizeof age, "none");
-        } else {
+        } else if (ring != 0) { /* held batch tasks: age unknown */
             /* The head slot may be taken meanwhile; its t_enq then belongs
              * to a newer task, which only makes the age smaller. */
             uint64_t pos = tp__load_relaxed(&p->deq);
