@@ -32,6 +32,23 @@
  * cache-sized pieces and pwrite at their offsets (order does not matter).
  * Those share MAX_STREAMS slots, so outputs open at once stay bounded.
  *
+ * Small files. A whole file of at most a chunk and BATCH_BYTES (hash,
+ * count, compress) joins the open "batch": up to BATCH_FILES such chunks
+ * run one after another in one task, so 5,000 small files cost ~1,000
+ * hand-offs and coordinator wake-ups instead of 5,000. The batch's first
+ * chunk (the leader) holds the future and the buffers, which the others
+ * borrow in turn inside the task; they hold neither. The window stays in
+ * order: the leader is consumed first (waiting on the future), the others
+ * after it, whose results the same task produced (the future's completion
+ * publishes them); a chunk with `ran` unset was cancelled. The open batch is
+ * submitted when full, before any other submit, and before the coordinator
+ * waits (consume_head), so it never waits on an unsubmitted task. The window
+ * caps tasks (task_cap; a batch counts once) and chunks (win_cap). For
+ * compress, the worker also creates, writes and closes the small file's
+ * temp output (the "fast" path; at most one per worker, and only with
+ * <= FAST_MAX_WORKERS workers, so outputs open at once stay bounded); the
+ * coordinator publishes it as any other.
+ *
  * Publishing. A finished output is closed and queued (r->pending, input
  * order); a batch of up to PENDING_MAX files is made durable with one fsync
  * (one file) or one syncfs per filesystem (many: one journal commit rather
@@ -74,6 +91,9 @@
 #include "tripool/fd.h"
 
 #define MAX_STREAMS 4
+#define BATCH_FILES 16                    /* small files per batch task */
+#define BATCH_BYTES ((uint64_t)1 << 20)   /* input bytes per batch task */
+#define FAST_MAX_WORKERS 8                /* small-file outputs are opened by workers (one each) */
 #define PENDING_MAX 512                   /* outputs per batch sync */
 #define PENDING_BYTES ((uint64_t)1 << 30) /* output bytes per batch sync */
 #define MIN_CHUNK ((size_t)4096)
@@ -120,6 +140,7 @@ struct efile {
     unsigned char digest[16];
     size_t digest_len;
     bool pw;     /* output opened at plan time, written by tasks with pwrite */
+    bool fast;   /* small file: one chunk in a batch task, output written by the worker */
     dev_t dev;   /* filesystem of the output */
     bool synced; /* output made durable by a batch sync */
 };
@@ -141,9 +162,14 @@ struct echunk {
     bool zero;                /* copy: all bytes zero (written as a hole) */
     unsigned char digest[16]; /* hash of a one-chunk file */
     tp_future *fut;
-    int stream_fd; /* stream decompress: the output, owned by the file */
-    int pw_fd;     /* framed decompress of a multi-frame file: the output, owned by
-                      the file; the task pwrites at dst_off (order does not matter) */
+    struct echunk *batch_next; /* small files: the next chunk of this chunk's batch task */
+    bool batched;              /* runs inside a batch task (the leader holds the future) */
+    bool task;                 /* counts against the window's task cap (a leader or a lone chunk) */
+    bool fast;                 /* a whole small file whose output the worker writes itself */
+    bool ran;                  /* set by the worker once the chunk was processed (batches) */
+    int stream_fd;             /* stream decompress: the output, owned by the file */
+    int pw_fd;                 /* framed decompress of a multi-frame file: the output, owned by
+                                  the file; the task pwrites at dst_off (order does not matter) */
     uint64_t dst_off;
 };
 
@@ -159,6 +185,10 @@ struct run {
     void *user_arg;
     struct echunk **win;
     size_t win_cap, head, n;
+    size_t task_cap, ntasks;          /* tasks in the window (a batch counts once) */
+    struct echunk *batch, *batch_end; /* the batch being filled, not yet submitted */
+    size_t batch_files;
+    uint64_t batch_bytes;
     unsigned streams;
     int failed;
     struct efile *pending[PENDING_MAX]; /* finished outputs waiting for a batch sync */
@@ -555,10 +585,29 @@ static int chunk_pieces(struct echunk *c, tp_fd *h) {
     return err;
 }
 
+static int open_tmp(struct efile *f);
+static int write_all(int fd, const void *p, size_t n);
+
+/* Small-file fast path: the worker writes the whole output to the temp
+ * file and closes it; the coordinator only publishes (syncs, renames). The
+ * temp name stays in f->tmp so the coordinator removes it on any error. */
+static int fast_output(struct echunk *c) {
+    struct efile *f = c->f;
+    int err = open_tmp(f);
+    if (err) return chunk_fail(c, err, "create output");
+    err = write_all(f->out_fd, c->out->data, c->out_len);
+    struct stat st;
+    if (!err && fstat(f->out_fd, &st) == 0) f->dev = st.st_dev;
+    if (close(f->out_fd) != 0 && !err) err = -errno;
+    f->out_fd = -1;
+    return err ? chunk_fail(c, err, "write") : 0;
+}
+
 static int chunk_task(void *arg) {
     struct echunk *c = arg;
     struct run *r = c->r;
     tp_engine *e = r->e;
+    c->ran = true;
     int err = tp_ctx_err(e->ctx);
     if (err) return chunk_fail(c, err, "canceled");
     if (r->op == TP_OP_HASH && c->f->nchunks == 1 && c->len == 0) {
@@ -607,6 +656,7 @@ static int chunk_task(void *arg) {
             err = chunk_fail(c, -EIO, "compress");
         else
             c->out_len = n;
+        if (!err && c->fast) err = fast_output(c);
         break;
     }
     case TP_OP_DECOMPRESS: {
@@ -658,6 +708,26 @@ static int chunk_task(void *arg) {
 out:
     tp_fd_release(e->fp, h);
     return err < 0 ? err : 0;
+}
+
+/* A batch: the leader and the chunks chained after it, one after another on
+ * one worker. Each chunk keeps its own result and error; the task's result
+ * is 0 (the leader's future only says the batch is done). */
+static int batch_task(void *arg) {
+    struct echunk *lead = arg;
+    for (struct echunk *c = lead, *next; c; c = next) {
+        next = c->batch_next; /* read before the chunk's result is final */
+        /* The leader's buffers serve every file of the batch in turn; a
+         * follower only borrows them while its part runs. */
+        bool lend = c != lead;
+        if (lend) {
+            c->in = lead->in;
+            c->out = lead->out;
+        }
+        (void)chunk_task(c);
+        if (lend) c->in = c->out = NULL;
+    }
+    return 0;
 }
 
 /* ---- coordinator side ------------------------------------------------------ */
@@ -940,7 +1010,7 @@ static void file_end(struct run *r, struct efile *f) {
 
 /* The first chunk of f is being consumed: open the output. */
 static void file_begin(struct run *r, struct efile *f) {
-    if (f->err || !op_writes(r->op) || f->stream || f->pw) return;
+    if (f->err || !op_writes(r->op) || f->stream || f->pw || f->fast) return;
     int err = open_tmp(f);
     if (err) file_fail(f, err, "create output");
 }
@@ -971,6 +1041,10 @@ static void apply(struct run *r, struct echunk *c) {
             if (!err) f->bytes_out += c->len;
             break;
         case TP_OP_COMPRESS:
+            if (f->fast) { /* the worker wrote the one frame */
+                f->bytes_out += c->out_len;
+                break;
+            }
             if (f->nframes == f->frames_cap) {
                 size_t nc = f->frames_cap ? f->frames_cap * 2 : 16;
                 uint32_t *nf = realloc(f->frames, nc * 2 * sizeof(uint32_t));
@@ -1010,10 +1084,34 @@ static void apply(struct run *r, struct echunk *c) {
     if (++f->consumed == f->nchunks) file_end(r, f);
 }
 
+/* Submit the batch being filled (the coordinator is about to wait, or the
+ * batch is full). */
+static void batch_submit(struct run *r) {
+    struct echunk *lead = r->batch;
+    if (!lead) return;
+    r->batch = r->batch_end = NULL;
+    r->batch_files = 0;
+    r->batch_bytes = 0;
+    int err = tp_submit_future(r->e->pool, r->e->ctx, batch_task, lead, &lead->fut);
+    if (err) {
+        lead->fut = NULL;
+        for (struct echunk *c = lead; c; c = c->batch_next)
+            chunk_fail(c, err, "submit");
+    }
+}
+
 static void consume_head(struct run *r) {
+    batch_submit(r); /* the head may be in it; never wait on an unsubmitted task */
     struct echunk *c = r->win[r->head];
     r->head = (r->head + 1) % r->win_cap;
     r->n--;
+    if (c->task) r->ntasks--;
+    if (c->batched && !c->fut && !c->ran && !c->err) {
+        /* Its batch's leader was consumed before it (window order), so the
+         * batch is over; a chunk it did not reach was cancelled. */
+        int err = tp_ctx_err(r->e->ctx);
+        chunk_fail(c, err ? err : -ECANCELED, "canceled");
+    }
     if (c->fut) {
         int res = 0;
         int w = tp_future_wait(c->fut, TP_FOREVER, &res);
@@ -1031,17 +1129,54 @@ static void consume_head(struct run *r) {
 /* Append c to the window (making room first) and submit its task unless it
  * already carries an error. */
 static void push_chunk(struct run *r, struct echunk *c) {
-    while (r->n == r->win_cap)
-        consume_head(r);
-    if (!c->err) {
+    bool join = c->batched && !c->err && r->batch;
+    if (!join) c->task = !c->err;
+    while (r->n == r->win_cap || (c->task && r->ntasks >= r->task_cap)) {
+        consume_head(r); /* submits the open batch first: c cannot join it now */
+        if (join && !r->batch) {
+            join = false;
+            c->task = true;
+        }
+    }
+    if (c->batched && !c->err && !join) {
+        /* A new batch: its leader takes buffers big enough for any file of
+         * it (at most a chunk and BATCH_BYTES); this may consume the head,
+         * which only makes room. */
+        size_t big = r->e->o.chunk_size < BATCH_BYTES ? r->e->o.chunk_size : (size_t)BATCH_BYTES;
+        size_t in_sz = piecewise(r) ? (big < PIECE ? big : PIECE) : big;
+        int err = get_buf(r, in_sz, &c->in);
+        if (!err && r->op == TP_OP_COMPRESS) err = get_buf(r, ZSTD_compressBound(big), &c->out);
+        if (err) {
+            chunk_fail(c, err, "buffer");
+            c->task = false;
+        } else {
+            c->mem = c->in->cap + (c->out ? c->out->cap : 0);
+            mem_add(r->e, c->mem);
+        }
+    }
+    if (c->batched && !c->err) {
+        if (join) {
+            r->batch_end->batch_next = c;
+        } else {
+            batch_submit(r);
+            r->batch = c;
+        }
+        r->batch_end = c;
+        r->batch_files++;
+        r->batch_bytes += c->len;
+    } else if (!c->err) {
+        batch_submit(r); /* keep submission in window order */
         int err = tp_submit_future(r->e->pool, r->e->ctx, chunk_task, c, &c->fut);
         if (err) {
             c->fut = NULL;
             chunk_fail(c, err, "submit");
         }
     }
+    if (c->task) r->ntasks++;
     r->win[(r->head + r->n) % r->win_cap] = c;
     r->n++;
+    if (r->batch && (r->batch_files >= BATCH_FILES || r->batch_bytes >= BATCH_BYTES))
+        batch_submit(r);
 }
 
 static struct echunk *chunk_new(struct run *r, struct efile *f, uint64_t index) {
@@ -1260,6 +1395,16 @@ static int open_output_slot(struct run *r, struct efile *f, struct echunk *c) {
     return 0;
 }
 
+/* Small whole files run several to a task (fewer hand-offs and wake-ups);
+ * compressed ones are also written by the worker. Not with --rm (the
+ * coordinator hashes the input for the verification) nor when more workers
+ * than FAST_MAX_WORKERS could hold outputs open at once. */
+static bool batchable(const struct run *r, const struct efile *f) {
+    if (f->err || f->size > BATCH_BYTES || f->size > r->e->o.chunk_size) return false;
+    if (r->op == TP_OP_HASH || r->op == TP_OP_COUNT) return true;
+    return r->op == TP_OP_COMPRESS && !r->job->remove_src && r->e->o.workers <= FAST_MAX_WORKERS;
+}
+
 /* Plan one input into chunks and push them (consuming as the bounds say). */
 static int plan_file(struct run *r, const struct input *x) {
     tp_engine *e = r->e;
@@ -1392,7 +1537,11 @@ static int plan_file(struct run *r, const struct input *x) {
             if (r->op == TP_OP_COMPRESS) out_sz = ZSTD_compressBound(c->len);
         }
         off += c->len;
-        if (!c->err && (in_sz || (r->op != TP_OP_HASH && r->op != TP_OP_COUNT))) {
+        if (f->nchunks == 1 && batchable(r, f)) {
+            c->batched = true;
+            c->fast = f->fast = r->op == TP_OP_COMPRESS;
+        }
+        if (!c->err && !c->batched && (in_sz || (r->op != TP_OP_HASH && r->op != TP_OP_COUNT))) {
             err = get_buf(r, in_sz, &c->in);
             if (!err && out_sz) err = get_buf(r, out_sz, &c->out);
             if (err) {
@@ -1427,8 +1576,11 @@ static int run_job(tp_engine *e, const tp_job *job, int op, const char *const *p
     }
     /* Enough chunks in flight to keep every worker busy while the head is
      * consumed; more only costs memory (and first-touch page faults). */
-    r.win_cap = 4 * (size_t)e->o.workers + 4;
-    if (r.win_cap > 4096) r.win_cap = 4096;
+    r.task_cap = 4 * (size_t)e->o.workers + 4;
+    if (r.task_cap > 4096) r.task_cap = 4096;
+    r.win_cap = r.task_cap;
+    if (op == TP_OP_HASH || op == TP_OP_COUNT || op == TP_OP_COMPRESS)
+        r.win_cap *= BATCH_FILES; /* room for full batches of small files */
     r.win = calloc(r.win_cap, sizeof(*r.win));
     if (!r.win) return -ENOMEM;
     tp__store_relaxed(&e->prog_done, 0);
@@ -1453,6 +1605,7 @@ static int run_job(tp_engine *e, const tp_job *job, int op, const char *const *p
         if (tp_ctx_done(e->ctx)) break;
         err = plan_file(&r, &in.v[i]);
     }
+    batch_submit(&r);
     while (r.n)
         consume_head(&r);
     flush_pending(&r);
