@@ -17,6 +17,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,9 @@ struct result {
     double downs_per_min[NPHASE]; /* of which shrinking */
 };
 
+/* METRICS_AUTOSCALE_TRACE=1: print the adaptive pool's bound every 100 ms */
+static bool g_trace;
+
 static void run(unsigned fixed, double phase_s, struct result *res) {
     tp_pool_opts o;
     tp_pool_opts_init(&o);
@@ -140,6 +144,11 @@ static void run(unsigned fixed, double phase_s, struct result *res) {
             tp_pool_stats(p, &st);
             if (st.workers_running > peak) peak = st.workers_running;
             tsum += st.max_workers;
+            if (g_trace && a && samples % 10 == 0)
+                printf("trace %-9s t=%5.2f target=%3u workers=%3u queued=%4zu done=%llu\n",
+                       phase_name[ph], (double)(now_ns() - t0) / 1e9, st.max_workers,
+                       st.workers_running, st.queued,
+                       (unsigned long long)(atomic_load(&g_done) - d0));
             samples++;
             if (a && !half_seen && now_ns() >= half) {
                 struct tp_autoscale_stats as;
@@ -195,6 +204,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *tr = getenv("METRICS_AUTOSCALE_TRACE");
+    g_trace = tr && *tr && strcmp(tr, "0") != 0;
     calibrate();
     printf("adaptive vs fixed pools: %u usable CPUs, %.1f s per phase, median of %d reps "
            "(%.0f spin iters/us)\n",

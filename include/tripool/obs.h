@@ -115,10 +115,15 @@ TP_API void tp_obs_engine_destroy(tp_obs_engine *o);
  * part of its CPU budget (tp_usable_cpus()) unused, i.e. tasks block;
  * shrinks while that budget is saturated by more busy workers than CPUs,
  * or workers sit idle; past 8 workers per CPU each growth step must raise
- * throughput or it is undone and capped for a while. Hysteresis: growth
- * needs up_ticks consecutive ticks asking for it, shrinking down_ticks and
- * goes in steps of at most a quarter. A user policy replaces it. "Off" is simply not starting a
- * controller. */
+ * throughput or it is undone and capped for a while (lifted early when the
+ * tasks' compute share or run time changes: a new workload). Hysteresis:
+ * growth needs up_ticks consecutive ticks asking for it, shrinking
+ * down_ticks and goes in steps of at most a quarter. Exception: when the
+ * built-in policy asks for 1.5x the size or more (the workers mostly
+ * block), it grows at once, straight to its wish (at most 16 workers per
+ * CPU from below 8 per CPU, x2 above). A user policy replaces the built-in
+ * one and is always filtered by up_ticks/down_ticks. "Off" is simply not
+ * starting a controller. */
 typedef struct tp_autoscale tp_autoscale;
 
 /* What the controller saw during the last tick. */
@@ -150,7 +155,8 @@ typedef struct tp_autoscale_opts {
     unsigned min_workers;   /* lower bound; default 1; must be >= the pool's min_workers */
     unsigned max_workers;   /* upper bound; default 32 * tp_usable_cpus(), at most 1024 */
     uint64_t tick_ns;       /* sampling period; default 100 ms; >= 1 ms */
-    unsigned up_ticks;      /* ticks of pressure before growing; default 2 */
+    unsigned up_ticks;      /* ticks of pressure before growing; default 2 (the
+                               built-in policy's urgent growth skips it) */
     unsigned down_ticks;    /* ticks of slack before shrinking; default 5 */
     double util_low;        /* grow below this CPU utilisation when backlogged; default 0.80 */
     double util_high;       /* CPUs count as saturated above this; default 0.95 */

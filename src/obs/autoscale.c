@@ -15,13 +15,22 @@
  * shrinking needs down_ticks consecutive ticks wishing for less, goes to the
  * largest wish of the streak, and by at most a quarter per change. So one
  * noisy sample never moves the pool, growth is fast and shrinking slow.
+ * One exception, built-in policy only: an urgent wish (below) grows at
+ * once.
  *
  * Built-in policy: the CPU the process may use (tp_usable_cpus(): affinity
  * and cgroup quota) is the budget; threads are worth adding while tasks wait
  * and that budget is not used, i.e. while tasks block.
  *  - backlog (tasks queued, or queue wait above half the run time) and the
  *    process used less than util_low of its CPUs: wish busy * target / util
- *    (target = midpoint of util_low and util_high): at least +1, at most x2.
+ *    (target = midpoint of util_low and util_high), at least +1; at most
+ *    2 x PROBE_FROM_PER_CPU x cpus from a pool smaller than that, x2 from a
+ *    larger one. A wish of URGENT_FACTOR (1.5) x the size or more means the
+ *    workers mostly block: it skips up_ticks. Measured (BENCHMARKS.md): a
+ *    phase of 1 ms blocking tasks took ~0.7 s to climb 2-4-8-16-32 in
+ *    doubling steps two ticks apart, 0.71 of the best fixed pool over a
+ *    2 s phase; in one or two urgent steps (2 -> 16 -> 32, or 2 -> 32) it
+ *    is there in ~0.2 s.
  *  - backlog, CPUs saturated (util above util_high) and more busy workers
  *    than CPUs: extra runnable threads only switch; trim 1/16 (1/8 when the
  *    workers spend over half their time in the run queue), never below cpus.
@@ -33,18 +42,26 @@
  * as "CPU budget unused", so the pool grows there (up to max): it claims
  * its quota, as a fixed pool of that size would.
  *
- * Growth must pay (built-in policy only, pools of PROBE_FROM_PER_CPU
- * workers per CPU and more): after such a growth step the controller
+ * Growth must pay (built-in policy only, the part of a step above
+ * PROBE_FROM_PER_CPU workers per CPU): after such a growth step the controller
  * watches throughput for PROBE_TICKS ticks (skipping the first); if it did
  * not rise by at least a quarter of the step's proportion (x2 workers:
- * +25 %), it goes back to the previous size and caps growth there for
+ * +25 %), it goes back to the previous size (or to the probed range's
+ * start, for a step from below it, whose base throughput is this tick's
+ * scaled linearly to the range's start) and caps growth there for
  * PROBE_BACKOFF ticks, doubling with each failed probe up to 8x (so under
  * steady load it probes less and less often). The cap is lifted early, and
- * the back-off reset, when the tasks' mean run time changes 3x (a new
- * workload). This finds the size past which more threads cost throughput
- * (switching, queue contention), which utilisation alone cannot see when
- * other processes hold the CPUs and util never reaches util_high. Small
- * pools are never probed, so a blocking workload always ramps up quickly.
+ * the back-off reset, when the tasks change character (a new workload):
+ * their compute share (on-CPU time over on-CPU plus blocked time, from
+ * schedstat; other processes and the pool size only move run-queue time)
+ * moves by more than COMPUTE_SHIFT, or their mean run time changes 3x. The
+ * run time alone missed a CPU -> blocking change on a crowded machine,
+ * where time slicing stretches 0.1 ms spins close to the 1.2 ms blocking
+ * tasks, and kept a CPU-phase ceiling through the next phase. Probing
+ * finds the size past which more threads cost throughput (switching,
+ * queue contention), which utilisation alone cannot see when other
+ * processes hold the CPUs and util never reaches util_high. Growth below
+ * the probed range is never judged, so a blocking workload ramps up fast.
  *
  * Threads and locks: a->lock protects a->stop and is held only around the
  * timed wait; the controller calls the pool and the policy without it.
@@ -69,6 +86,8 @@
 #define PROBE_TICKS 3        /* ticks a growth step is judged over */
 #define PROBE_BACKOFF 50     /* a ceiling lasts this many ticks */
 #define PROBE_FROM_PER_CPU 8 /* only pools of 8+ workers per CPU are probed */
+#define COMPUTE_SHIFT 0.3    /* compute-share change that marks a new workload */
+#define URGENT_FACTOR 1.5    /* a built-in wish this much above the size skips up_ticks */
 
 struct tp_autoscale {
     tp_pool *pool;
@@ -96,6 +115,7 @@ struct tp_autoscale {
     uint64_t ceiling_until; /* tick at which the ceiling is lifted */
     uint64_t backoff;       /* ticks the next ceiling lasts */
     double ceiling_run_s;   /* task run time when the ceiling was set */
+    double ceiling_compute; /* tasks' compute share then (-1 unknown) */
     double tput_prev[2];    /* throughput of the last two ticks */
     uint64_t prev_t, prev_cpu, prev_completed;
     struct tp_obs_pool_totals prev_tot;
@@ -132,8 +152,12 @@ static double bitsd(uint64_t u) {
     return d;
 }
 
-static unsigned builtin_policy(const tp_autoscale_opts *op, const struct tp_autoscale_sample *s) {
+/* *urgent: the wish is at least URGENT_FACTOR x the current size because
+ * the workers mostly block (see DESIGN): grow without waiting up_ticks. */
+static unsigned builtin_policy(const tp_autoscale_opts *op, const struct tp_autoscale_sample *s,
+                               bool *urgent) {
     unsigned cur = s->current;
+    *urgent = false;
     bool backlog =
         s->queued > 0 || (s->queue_wait_s > 0 && s->run_s > 0 && s->queue_wait_s > 0.5 * s->run_s);
     if (!backlog) {
@@ -148,7 +172,13 @@ static unsigned builtin_policy(const tp_autoscale_opts *op, const struct tp_auto
         unsigned busy = s->busy > 0 ? s->busy : 1;
         want = ceil((double)busy * target / u);
         if (want < cur + 1.0) want = cur + 1.0;
-        if (want > 2.0 * cur) want = 2.0 * cur;
+        /* go where the CPU signal points in one step, but at most to
+         * twice the size where probing starts (the part above it is
+         * probed) or, in the probed range, to twice the size */
+        double probe_from = (double)PROBE_FROM_PER_CPU * s->cpus;
+        double cap = cur < probe_from ? 2.0 * probe_from : 2.0 * cur;
+        if (want > cap) want = cap;
+        *urgent = want >= URGENT_FACTOR * cur;
     } else if (s->cpu_util > op->util_high && s->busy > s->cpus) {
         /* CPUs saturated: extra runnable threads only switch; trim gently,
          * harder when the workers mostly wait in the run queue */
@@ -160,7 +190,11 @@ static unsigned builtin_policy(const tp_autoscale_opts *op, const struct tp_auto
 }
 
 /* Hysteresis over the (clamped) wish; returns the new bound. */
-static unsigned decide(tp_autoscale *a, unsigned cur, unsigned wish) {
+static unsigned decide(tp_autoscale *a, unsigned cur, unsigned wish, bool urgent) {
+    if (wish > cur && urgent) {
+        a->up_streak = a->down_streak = 0;
+        return wish;
+    }
     if (wish > cur) {
         a->down_streak = 0;
         a->streak_wish = a->up_streak++ ? (wish < a->streak_wish ? wish : a->streak_wish) : wish;
@@ -178,6 +212,29 @@ static unsigned decide(tp_autoscale *a, unsigned cur, unsigned wish) {
     }
     a->up_streak = a->down_streak = 0;
     return cur;
+}
+
+/* Of the workers' time not spent waiting for a CPU, the fraction on one
+ * (the rest they block): the tasks' compute share, which neither the pool
+ * size nor other processes change (both only move run-queue time). -1
+ * unknown. */
+static double compute_frac(const struct tp_autoscale_sample *s) {
+    if (s->active_frac < 0 || s->runq_frac < 0) return -1;
+    double on_cpu = s->active_frac - s->runq_frac, blocked = 1 - s->active_frac;
+    if (on_cpu < 0) on_cpu = 0;
+    return on_cpu + blocked > 0.01 ? on_cpu / (on_cpu + blocked) : 1;
+}
+
+/* The tasks changed character since the ceiling was set: their compute
+ * share moved by more than COMPUTE_SHIFT (computing <-> blocking; robust
+ * when other processes stretch run times), or the mean run time changed
+ * 3x. */
+static bool new_workload(const tp_autoscale *a, const struct tp_autoscale_sample *s) {
+    double c = compute_frac(s);
+    if (c >= 0 && a->ceiling_compute >= 0 && fabs(c - a->ceiling_compute) > COMPUTE_SHIFT)
+        return true;
+    return s->run_s > 0 && a->ceiling_run_s > 0 &&
+           (s->run_s > 3 * a->ceiling_run_s || 3 * s->run_s < a->ceiling_run_s);
 }
 
 static void tick(tp_autoscale *a) {
@@ -234,6 +291,7 @@ static void tick(tp_autoscale *a) {
             a->ceiling_until = n + a->backoff;
             if (a->backoff < 8 * PROBE_BACKOFF) a->backoff *= 2; /* settle: probe less often */
             a->ceiling_run_s = s.run_s;
+            a->ceiling_compute = compute_frac(&s);
 
             a->tput_prev[0] = a->tput_prev[1] = a->probe_base;
             next = a->probe_from;
@@ -241,17 +299,16 @@ static void tick(tp_autoscale *a) {
         }
         a->backoff = PROBE_BACKOFF;
     }
-    if (a->ceiling && (n >= a->ceiling_until ||
-                       (s.run_s > 0 && a->ceiling_run_s > 0 &&
-                        (s.run_s > 3 * a->ceiling_run_s || 3 * s.run_s < a->ceiling_run_s)))) {
+    if (a->ceiling && (n >= a->ceiling_until || new_workload(a, &s))) {
         /* expired, or the tasks changed character: a new workload starts
          * with a clean slate */
         if (n < a->ceiling_until) a->backoff = PROBE_BACKOFF;
         a->ceiling = 0;
     }
 
-    unsigned wish =
-        a->opts.policy ? a->opts.policy(a->opts.policy_arg, &s) : builtin_policy(&a->opts, &s);
+    bool urgent = false;
+    unsigned wish = a->opts.policy ? a->opts.policy(a->opts.policy_arg, &s)
+                                   : builtin_policy(&a->opts, &s, &urgent);
     if (builtin && a->ceiling && wish > a->ceiling) wish = a->ceiling > cur ? a->ceiling : cur;
     if (wish < s.min) wish = s.min;
     if (wish > s.max) wish = s.max;
@@ -261,16 +318,24 @@ static void tick(tp_autoscale *a) {
     if (cur < s.min || cur > s.max)
         next = cur < s.min ? s.min : s.max; /* out of bounds: fix at once */
     else
-        next = decide(a, cur, wish);
+        next = decide(a, cur, wish, urgent);
     if (next == cur) return;
-    if (builtin && next > cur && cur >= s.min && cur <= s.max && base > 0 &&
-        cur >= PROBE_FROM_PER_CPU * s.cpus) {
-        a->probing = true;
-        a->probe_from = cur;
-        a->probe_to = next;
-        a->probe_ticks = 0;
-        a->probe_sum = 0;
-        a->probe_base = (base + s.throughput) / 2;
+    unsigned probe_min = PROBE_FROM_PER_CPU * s.cpus;
+    if (builtin && next > cur && next > probe_min && cur >= s.min && cur <= s.max) {
+        /* the part of the step above probe_min is probed; from below it,
+         * the throughput at probe_min is extrapolated linearly from this
+         * tick's (the policy grows there only while the CPUs idle, i.e.
+         * while adding workers adds throughput in proportion) */
+        double b = cur >= probe_min ? (base > 0 ? (base + s.throughput) / 2 : 0)
+                                    : s.throughput * probe_min / cur;
+        if (b > 0) {
+            a->probing = true;
+            a->probe_from = cur >= probe_min ? cur : probe_min;
+            a->probe_to = next;
+            a->probe_ticks = 0;
+            a->probe_sum = 0;
+            a->probe_base = b;
+        }
     }
 apply:
     if (tp_pool_resize(a->pool, next) != 0) {

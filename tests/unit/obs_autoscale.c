@@ -3,8 +3,10 @@
  * Adaptive scaling: bad options are refused; a user policy's wish is
  * clamped and applied; the built-in policy grows a pool whose tasks block
  * while work is queued and shrinks it when the work is gone, never leaving
- * [min, max]; stop joins the controller thread. Asserts directions and
- * bounds only, never speed.
+ * [min, max]; stop joins the controller thread. When the workers mostly
+ * block, the built-in policy grows in one big step without waiting for
+ * up_ticks, while a user policy's wish always waits for up_ticks. Asserts
+ * directions, counts and bounds only, never speed.
  * TP_TEST_TIMEOUT: 90
  */
 #include <stdatomic.h>
@@ -44,7 +46,7 @@ static void test_bad_options(void **state) {
 
 struct policy_log {
     _Atomic unsigned calls;
-    _Atomic unsigned bad; /* samples that broke an invariant */
+    _Atomic unsigned bad;  /* samples that broke an invariant */
     _Atomic unsigned wish; /* written by the test while the controller reads it */
 };
 
@@ -209,11 +211,87 @@ static void test_builtin_grows_and_shrinks(void **state) {
     tp_pool_destroy(p);
 }
 
+/* A user policy is always filtered by up_ticks: a huge up_ticks means no
+ * growth however often it asks (the urgent path is the built-in's only). */
+static unsigned double_policy(void *arg, const struct tp_autoscale_sample *s) {
+    atomic_fetch_add((_Atomic unsigned *)arg, 1);
+    return s->current * 2;
+}
+
+static void test_user_policy_waits_up_ticks(void **state) {
+    tp_pool_opts po;
+    tp_pool_opts_init(&po);
+    po.max_workers = 2;
+    tp_pool *p;
+    assert_int_equal(tp_pool_create(&p, &po), 0);
+    _Atomic unsigned calls = 0;
+    tp_autoscale_opts o;
+    tp_autoscale_opts_init(&o);
+    o.max_workers = 64;
+    o.tick_ns = 2 * TP_NSEC_PER_MSEC;
+    o.up_ticks = 1000;
+    o.policy = double_policy;
+    o.policy_arg = &calls;
+    tp_autoscale *a;
+    assert_int_equal(tp_autoscale_start(p, NULL, &o, &a), 0);
+    TP_TEST_WAIT_FOR(atomic_load(&calls) >= 30, 30000);
+    tp_autoscale_stop(a); /* joined: no tick runs after this */
+    assert_true(atomic_load(&calls) >= 30);
+    assert_int_equal(max_workers(p), 2);
+    tp_pool_destroy(p);
+}
+
+/* Blocking tasks: with up_ticks and down_ticks out of reach, only the
+ * built-in's urgent path can move the pool, and it goes from 2 to the
+ * start of the probed range (8 workers per CPU, or max) in at most two
+ * steps where doubling would take three or more. */
+static void test_builtin_urgent_growth(void **state) {
+    tp_pool_opts po;
+    tp_pool_opts_init(&po);
+    po.max_workers = 2;
+    tp_obs_pool *op;
+    assert_int_equal(tp_obs_pool_prepare(NULL, "urgent", &po, &op), 0);
+    tp_pool *p;
+    assert_int_equal(tp_pool_create(&p, &po), 0);
+    assert_int_equal(tp_obs_register_pool(op, p), 0);
+    unsigned cpus = tp_usable_cpus();
+    unsigned want = 8 * cpus < 24 ? 8 * cpus : 24;
+    tp_autoscale_opts o;
+    tp_autoscale_opts_init(&o);
+    o.max_workers = want; /* so no step after reaching it */
+    o.tick_ns = 20 * TP_NSEC_PER_MSEC;
+    o.up_ticks = 1000;
+    o.down_ticks = 1000;
+    tp_autoscale *a;
+    assert_int_equal(tp_autoscale_start(p, op, &o, &a), 0);
+
+    atomic_store(&g_done, 0);
+    unsigned n = 3000;
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(tp_submit(p, sleepy, NULL), 0);
+    /* the controller resizes the pool, then counts: wait on its stats */
+    struct tp_autoscale_stats st;
+    TP_TEST_WAIT_FOR(
+        (tp_autoscale_stats(a, &st), st.target == want && st.changes == st.ups + st.downs), 30000);
+    tp_autoscale_stats(a, &st);
+    assert_true(st.target == want && max_workers(p) == want);
+    if (!(st.ups >= 1 && st.ups <= 2))
+        fail_msg("%llu growth steps to reach %u", (unsigned long long)st.ups, st.target);
+    assert_int_equal(st.downs, 0);
+    tp_autoscale_stop(a);
+    assert_int_equal(tp_pool_close(p, TP_FOREVER), 0);
+    assert_int_equal(atomic_load(&g_done), n);
+    tp_obs_pool_destroy(op);
+    tp_pool_destroy(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_user_policy),
         cmocka_unit_test(test_builtin_grows_and_shrinks),
+        cmocka_unit_test(test_user_policy_waits_up_ticks),
+        cmocka_unit_test(test_builtin_urgent_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
