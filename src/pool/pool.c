@@ -44,6 +44,16 @@
  * fence on the hot path. When the last spinner takes a task and more are
  * queued it wakes (or spawns) the next worker, so a burst ramps up to max.
  *
+ * Spinning. A worker that finds the ring empty polls it SPIN_ROUNDS times,
+ * then, if it is the pool's only spinner, keeps polling (with sched_yield
+ * between rounds, so a submitter sharing its CPU runs) for spin_ns, then
+ * parks. spin_ns adapts per worker: after a park it is twice the gap
+ * between parking and the submit that woke it (woken_at, the waker's
+ * clock), or 0 if that exceeds LONG_SPIN_MAX_NS. Waking a parked thread
+ * costs 50-250 us on the VMs we measure on; a spin only pays when work
+ * arrives within it, and long gaps (an idle or trickle-fed pool) turn it
+ * off, so such a pool still parks at once.
+ *
  * Batches. With a deep ring (>= 4 tasks per worker) a worker claims k
  * slots with its one deq CAS (k = depth / (2 * nworkers), <= POP_BATCH),
  * runs the first and publishes the rest in its own `batch` array; `bstate`
@@ -113,6 +123,11 @@
 #define POP_BATCH 16 /* most tasks one worker takes with one deq CAS */
 #endif
 
+/* Cap of the adaptive spin before parking (see DESIGN). */
+#ifndef LONG_SPIN_MAX_NS
+#define LONG_SPIN_MAX_NS (128 * TP_NSEC_PER_USEC)
+#endif
+
 #ifndef FULL_YIELDS
 #define FULL_YIELDS 16 /* yields before a submitter sleeps on a full ring */
 #endif
@@ -151,7 +166,8 @@ typedef struct worker {
     unsigned id;
     /* Under mu. */
     pthread_cond_t cond;
-    bool wake; /* set by the waker; the waker already moved the idle count */
+    bool wake;         /* set by the waker; the waker already moved the idle count */
+    uint64_t woken_at; /* when a submitter woke it (0: woken for another reason) */
     bool in_idle;
     struct worker *prev, *next;   /* all live workers */
     struct worker *iprev, *inext; /* idle list; head = most recently parked */
@@ -548,6 +564,7 @@ static void wake_or_spawn_locked(tp_pool *p) {
     if (w) {
         idle_remove_locked(p, w);
         w->wake = true;
+        w->woken_at = tp__now_ns();
         /* idle -> spinning in one step so no second submitter wakes another
          * worker for the same task. */
         tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
@@ -765,6 +782,7 @@ static int park(tp_pool *p, worker *w) {
     }
     idle_push_locked(p, w);
     w->wake = false;
+    w->woken_at = 0;
     /* seq_cst: worker half of the Dekker pair (announce idle, then look). */
     atomic_fetch_add_explicit(&p->idle_spin, 1 - SPIN1, SEQ_CST);
     if (work_pending_sc(p)) {
@@ -823,12 +841,39 @@ static bool worker_shrink(tp_pool *p, worker *w) {
     return true;
 }
 
+/* Poll the head slot (published means a pop would succeed) and the held
+ * batches up to rounds times. True if there is work to try. */
+static bool spin_poll(tp_pool *p, int rounds) {
+    for (int i = 0; i < rounds; i++) {
+        uint64_t pos = tp__load_relaxed(&p->deq);
+        if (tp__load_relaxed(&slot_at(p, pos)->seq) == pos + 1) return true;
+        if (tp__load_relaxed(&p->nheld)) return true; /* a batch to steal from */
+        tp__cpu_relax();
+    }
+    return false;
+}
+
+/* The adaptive spin (see DESIGN): only the pool's sole spinner keeps
+ * looking for up to ns, yielding between polls so a thread that shares its
+ * CPU (a submitter) is not starved. True if work showed up. */
+static bool long_spin(tp_pool *p, uint64_t ns) {
+    if (!ns || (tp__load_relaxed(&p->idle_spin) >> 32) != 1) return false;
+    uint64_t until = tp__now_ns() + ns;
+    do {
+        sched_yield();
+        if (spin_poll(p, 64)) return true;
+        if (pool_closed(p)) return false;
+    } while (tp__now_ns() < until);
+    return false;
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     tp_pool *p = w->pool;
     bool spinning = true;  /* spawn counted us spinning */
     uint64_t last_end = 0; /* end of the previous task if we went straight on */
     uint64_t seen_enq = 0; /* last enq read (ring_pop_batch) */
+    uint64_t spin_ns = 0;  /* adaptive long spin before parking, 0 = none */
     tls_worker = w;
 
     for (;;) {
@@ -864,21 +909,24 @@ static void *worker_main(void *arg) {
             spinning = true;
             tp__add_relaxed(&p->idle_spin, SPIN1);
         }
-        int i;
-        for (i = 0; i < SPIN_ROUNDS; i++) {
-            /* Poll the head slot: published means a pop would succeed. */
-            uint64_t pos = tp__load_relaxed(&p->deq);
-            if (tp__load_relaxed(&slot_at(p, pos)->seq) == pos + 1) break;
-            if (tp__load_relaxed(&p->nheld)) break; /* a batch to steal from */
-            tp__cpu_relax();
-        }
-        if (i < SPIN_ROUNDS) continue;
+        if (spin_poll(p, SPIN_ROUNDS)) continue;
+        if (long_spin(p, spin_ns)) continue;
         if (ring_depth_sc(p) != 0) {
             sched_yield(); /* a slot is claimed but not yet published */
             continue;
         }
+        uint64_t t_park = tp__now_ns();
         int r = park(p, w);
         if (r == PARK_EXIT) return NULL;
+        if (r == PARK_WOKEN) {
+            /* Size the next spin from the gap between parking and the
+             * submit that woke us (the waker's clock, so the wake-up's own
+             * latency does not count): twice the gap if that is within
+             * the cap, else no long spin. Long gaps cost nothing, gaps a
+             * spin can bridge cost a spinning CPU (docs/pool.md). */
+            uint64_t g = w->woken_at > t_park ? w->woken_at - t_park : UINT64_MAX / 4;
+            spin_ns = 2 * g <= LONG_SPIN_MAX_NS ? 2 * g : 0;
+        }
         /* WOKEN or RECHECK: counted spinning again. */
     }
 }
