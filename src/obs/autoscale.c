@@ -46,11 +46,16 @@
  * PROBE_FROM_PER_CPU workers per CPU): after such a growth step the controller
  * watches throughput for PROBE_TICKS ticks (skipping the first); if it did
  * not rise by at least a quarter of the step's proportion (x2 workers:
- * +25 %), it goes back to the previous size (or to the probed range's
- * start, for a step from below it, whose base throughput is this tick's
- * scaled linearly to the range's start) and caps growth there for
+ * +25 %), it goes back to the previous size and caps growth there for
  * PROBE_BACKOFF ticks, doubling with each failed probe up to 8x (so under
- * steady load it probes less and less often). The cap is lifted early, and
+ * steady load it probes less and less often). A step from below the
+ * probed range into it is judged against this tick's throughput scaled
+ * linearly to the range's start; as that base can be inflated (a tick
+ * that still ran a previous workload's short tasks, x8 when scaling from
+ * 2 to 16), its failure only goes back to the range's start, with no cap,
+ * and the next step is judged on measured throughput. (Capping there left
+ * a quiet-machine io phase at 16 workers, 0.63 of the best fixed pool.)
+ * The cap is lifted early, and
  * the back-off reset, when the tasks change character (a new workload):
  * their compute share (on-CPU time over on-CPU plus blocked time, from
  * schedstat; other processes and the pool size only move run-queue time)
@@ -109,6 +114,7 @@ struct tp_autoscale {
     unsigned up_streak, down_streak, streak_wish;
     /* growth probe (built-in policy): see DESIGN */
     bool probing;
+    bool probe_extrapolated; /* the base was scaled up from a smaller pool */
     unsigned probe_from, probe_to, probe_ticks;
     double probe_base, probe_sum;
     unsigned ceiling;       /* 0 = none: growth above it did not pay */
@@ -116,7 +122,9 @@ struct tp_autoscale {
     uint64_t backoff;       /* ticks the next ceiling lasts */
     double ceiling_run_s;   /* task run time when the ceiling was set */
     double ceiling_compute; /* tasks' compute share then (-1 unknown) */
-    double tput_prev[2];    /* throughput of the last two ticks */
+    double tput_prev;       /* throughput of the previous tick */
+    unsigned size_seen;     /* max_workers at the previous tick */
+    unsigned at_size;       /* ticks at size_seen, this one included */
     uint64_t prev_t, prev_cpu, prev_completed;
     struct tp_obs_pool_totals prev_tot;
 };
@@ -276,6 +284,17 @@ static void tick(tp_autoscale *a) {
 
     bool builtin = !a->opts.policy;
     unsigned cur = s.current, next;
+    if (cur != a->size_seen) {
+        a->size_seen = cur;
+        a->at_size = 0;
+    }
+    a->at_size++; /* 1: the first tick after a resize (workers starting) */
+    /* throughput at this size with workers settled: this tick's and the
+     * previous one's when both qualify (0: none measured yet) */
+    double base = a->at_size >= 3   ? (a->tput_prev + s.throughput) / 2
+                  : a->at_size == 2 ? s.throughput
+                                    : 0;
+    a->tput_prev = s.throughput;
     if (builtin && a->probing) {
         /* judge a growth step by the throughput it brought (skip the first
          * tick after the resize: new workers are still starting) */
@@ -285,6 +304,13 @@ static void tick(tp_autoscale *a) {
         a->probing = false;
         double after = a->probe_sum / (double)(a->probe_ticks - 1 ? a->probe_ticks - 1 : 1);
         double need = 1.0 + 0.25 * (double)(a->probe_to - a->probe_from) / a->probe_from;
+        if (cur == a->probe_to && after < a->probe_base * need && a->probe_extrapolated) {
+            /* inconclusive (the scaled base may hold a previous workload's
+             * tasks): go back to the range's start with no ceiling; the
+             * next step from there is judged against a measured base */
+            next = a->probe_from;
+            goto apply;
+        }
         if (cur == a->probe_to && after < a->probe_base * need) {
             /* did not pay: go back and do not try above it for a while */
             a->ceiling = a->probe_from;
@@ -292,8 +318,6 @@ static void tick(tp_autoscale *a) {
             if (a->backoff < 8 * PROBE_BACKOFF) a->backoff *= 2; /* settle: probe less often */
             a->ceiling_run_s = s.run_s;
             a->ceiling_compute = compute_frac(&s);
-
-            a->tput_prev[0] = a->tput_prev[1] = a->probe_base;
             next = a->probe_from;
             goto apply;
         }
@@ -312,9 +336,6 @@ static void tick(tp_autoscale *a) {
     if (builtin && a->ceiling && wish > a->ceiling) wish = a->ceiling > cur ? a->ceiling : cur;
     if (wish < s.min) wish = s.min;
     if (wish > s.max) wish = s.max;
-    double base = (a->tput_prev[0] + a->tput_prev[1]) / 2;
-    a->tput_prev[1] = a->tput_prev[0];
-    a->tput_prev[0] = s.throughput;
     if (cur < s.min || cur > s.max)
         next = cur < s.min ? s.min : s.max; /* out of bounds: fix at once */
     else
@@ -322,20 +343,24 @@ static void tick(tp_autoscale *a) {
     if (next == cur) return;
     unsigned probe_min = PROBE_FROM_PER_CPU * s.cpus;
     if (builtin && next > cur && next > probe_min && cur >= s.min && cur <= s.max) {
-        /* the part of the step above probe_min is probed; from below it,
-         * the throughput at probe_min is extrapolated linearly from this
-         * tick's (the policy grows there only while the CPUs idle, i.e.
-         * while adding workers adds throughput in proportion) */
-        double b = cur >= probe_min ? (base > 0 ? (base + s.throughput) / 2 : 0)
-                                    : s.throughput * probe_min / cur;
-        if (b > 0) {
-            a->probing = true;
-            a->probe_from = cur >= probe_min ? cur : probe_min;
-            a->probe_to = next;
-            a->probe_ticks = 0;
-            a->probe_sum = 0;
-            a->probe_base = b;
-        }
+        /* the part of the step above probe_min is probed against the
+         * throughput at the current size, measured after the workers
+         * settled (no growth there until one such tick); from below
+         * probe_min, the throughput there is extrapolated linearly (the
+         * policy grows there only while the CPUs idle, i.e. while adding
+         * workers adds throughput in proportion). A base mixing in ticks
+         * at an older size let every probe pass during a ramp and the
+         * pool overshoot to max (64, where 32 is best here). */
+        if (a->at_size < 2) return; /* wait for a settled tick */
+        a->probing = true;
+        a->probe_from = cur >= probe_min ? cur : probe_min;
+        a->probe_to = next;
+        a->probe_ticks = 0;
+        a->probe_sum = 0;
+        /* extrapolate from this tick only: its utilisation made the wish,
+         * and the previous one may have run another workload */
+        a->probe_base = cur >= probe_min ? base : s.throughput * probe_min / cur;
+        a->probe_extrapolated = cur < probe_min;
     }
 apply:
     if (tp_pool_resize(a->pool, next) != 0) {
