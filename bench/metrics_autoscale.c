@@ -14,6 +14,11 @@
  * (0 = adaptive; default 2 s, 3 reps, pools 2 8 32 256 0). Each rep runs
  * every pool in turn; per pool and phase the median over reps is shown
  * (the machine's other load drifts, so pools are interleaved).
+ * METRICS_AUTOSCALE_PHASES=io,mixed runs only those phases, in the usual
+ * order (e.g. "io" alone: the adaptive pool meets the blocking phase at
+ * its starting size, as after a quiet-machine cpu phase, whatever the
+ * machine's load). METRICS_AUTOSCALE_TRACE=1 prints the adaptive pool's
+ * bound every 100 ms.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -113,6 +118,7 @@ struct result {
 
 /* METRICS_AUTOSCALE_TRACE=1: print the adaptive pool's bound every 100 ms */
 static bool g_trace;
+static bool g_run[NPHASE] = {true, true, true, true}; /* METRICS_AUTOSCALE_PHASES */
 
 static void run(unsigned fixed, double phase_s, struct result *res) {
     tp_pool_opts o;
@@ -127,10 +133,14 @@ static void run(unsigned fixed, double phase_s, struct result *res) {
     tp_autoscale *a = NULL;
     if (!fixed && tp_autoscale_start(p, op, NULL, &a) != 0) exit(1);
     atomic_store(&g_stop, 0);
-    atomic_store(&g_phase, PH_CPU);
+    int first = 0;
+    while (first < NPHASE - 1 && !g_run[first])
+        first++;
+    atomic_store(&g_phase, first);
     pthread_t ft;
     pthread_create(&ft, NULL, feeder, p);
     for (int ph = 0; ph < NPHASE; ph++) {
+        if (!g_run[ph]) continue;
         atomic_store(&g_phase, ph);
         uint64_t t0 = now_ns(), d0 = atomic_load(&g_done), end = t0 + (uint64_t)(phase_s * 1e9);
         uint64_t half = t0 + (end - t0) / 2, ch_half = 0, down_half = 0;
@@ -206,6 +216,22 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *tr = getenv("METRICS_AUTOSCALE_TRACE");
     g_trace = tr && *tr && strcmp(tr, "0") != 0;
+    const char *phs = getenv("METRICS_AUTOSCALE_PHASES");
+    if (phs && *phs) {
+        int nrun = 0;
+        for (int ph = 0; ph < NPHASE; ph++) {
+            size_t n = strlen(phase_name[ph]);
+            g_run[ph] = false;
+            for (const char *q = phs; q; q = strchr(q, ','), q = q ? q + 1 : NULL)
+                if (strncmp(q, phase_name[ph], n) == 0 && (q[n] == ',' || q[n] == '\0'))
+                    g_run[ph] = true;
+            nrun += g_run[ph];
+        }
+        if (nrun == 0) {
+            fprintf(stderr, "METRICS_AUTOSCALE_PHASES: none of cpu,io,mixed,cpu-again\n");
+            return 2;
+        }
+    }
     calibrate();
     printf("adaptive vs fixed pools: %u usable CPUs, %.1f s per phase, median of %d reps "
            "(%.0f spin iters/us)\n",
@@ -259,6 +285,7 @@ int main(int argc, char **argv) {
         printf("\nadaptive / best fixed, per phase:");
         bool ok = true;
         for (int ph = 0; ph < NPHASE; ph++) {
+            if (!g_run[ph]) continue;
             double r = best[ph] > 0 ? res[i].tput[ph] / best[ph] : 0;
             printf(" %s %.2f", phase_name[ph], r);
             ok = ok && r >= 0.90;

@@ -44,9 +44,10 @@
  *
  * Growth must pay (built-in policy only, the part of a step above
  * PROBE_FROM_PER_CPU workers per CPU): after such a growth step the controller
- * watches throughput for PROBE_TICKS ticks (skipping the first); if it did
- * not rise by at least a quarter of the step's proportion (x2 workers:
- * +25 %), it goes back to the previous size and caps growth there for
+ * watches throughput for PROBE_TICKS ticks (skipping the first; one tick
+ * is enough when it rose by half the step's proportion); if it did not
+ * rise by at least a quarter of the step's proportion (x2 workers: +25 %),
+ * it goes back to the previous size and caps growth there for
  * PROBE_BACKOFF ticks, doubling with each failed probe up to 8x (so under
  * steady load it probes less and less often). A step from below the
  * probed range into it is judged against this tick's throughput scaled
@@ -299,11 +300,17 @@ static void tick(tp_autoscale *a) {
         /* judge a growth step by the throughput it brought (skip the first
          * tick after the resize: new workers are still starting) */
         if (a->probe_ticks++ > 0) a->probe_sum += s.throughput;
-        bool done = a->probe_ticks > PROBE_TICKS || cur != a->probe_to;
+        double step = (double)(a->probe_to - a->probe_from) / a->probe_from;
+        double need = 1.0 + 0.25 * step;
+        /* a clear pass (half the step's proportion gained, twice what is
+         * needed) ends the probe after one measured tick, so a ramp is not
+         * held PROBE_TICKS at each size; failing takes every tick */
+        bool clear = a->probe_ticks >= 2 && cur == a->probe_to &&
+                     s.throughput >= a->probe_base * (1.0 + 0.5 * step);
+        bool done = clear || a->probe_ticks > PROBE_TICKS || cur != a->probe_to;
         if (!done) return;
         a->probing = false;
         double after = a->probe_sum / (double)(a->probe_ticks - 1 ? a->probe_ticks - 1 : 1);
-        double need = 1.0 + 0.25 * (double)(a->probe_to - a->probe_from) / a->probe_from;
         if (cur == a->probe_to && after < a->probe_base * need && a->probe_extrapolated) {
             /* inconclusive (the scaled base may hold a previous workload's
              * tasks): go back to the range's start with no ceiling; the
@@ -352,6 +359,12 @@ static void tick(tp_autoscale *a) {
          * at an older size let every probe pass during a ramp and the
          * pool overshoot to max (64, where 32 is best here). */
         if (a->at_size < 2) return; /* wait for a settled tick */
+        if (cur < probe_min && next < probe_min + probe_min / 2) {
+            /* just past the range's start: a small step judged against an
+             * extrapolated base is noise; stop at the start, unprobed */
+            next = probe_min;
+            goto apply;
+        }
         a->probing = true;
         a->probe_from = cur >= probe_min ? cur : probe_min;
         a->probe_to = next;
@@ -442,6 +455,8 @@ TP_API int tp_autoscale_start(tp_pool *p, tp_obs_pool *o, const tp_autoscale_opt
     tp__store_relaxed(&a->target, st.max_workers);
     tp_gauge_set(a->target_g, st.max_workers);
     a->backoff = PROBE_BACKOFF;
+    a->size_seen = st.max_workers; /* settled at start: the first tick counts */
+    a->at_size = 1;
     a->prev_t = tp__now_ns();
     a->prev_cpu = process_cpu_ns();
     a->prev_completed = st.completed;
