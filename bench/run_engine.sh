@@ -4,6 +4,7 @@
 # the same run. Usage: bash bench/run_engine.sh BUILD_DIR [REPS]
 #   1 GiB access log in the page cache: cat, xxhsum -H3, wc -l, zstd -T2/-T1 -3, cp
 #   5,000 files of ~200 KiB: find | xargs -P2 zstd -3, xxhsum over the files
+#   the reader alone: pread vs io_uring (engine_io), tree and big file
 # Each timing is the best (lowest wall time) of REPS runs (default 3), with
 # user+sys CPU seconds beside it, because the machine may be shared. Peak RSS
 # and open files are sampled from /proc while tripool runs.
@@ -101,6 +102,18 @@ read -r trss tfds < <(sample_peaks "$T" compress -r -l 3 --no-fsync --max-mem $M
 find "$TREE" -name '*.zst' -delete
 time_best "xxhsum (all files, one process)" sh -c "find '$TREE' -type f | xargs xxhsum -H3"
 time_best "tripool hash -r" "$T" hash -r --max-open $MAXOPEN "$TREE"
+
+echo "== reader: pread vs io_uring (bench/engine_io.c, one thread, 256 KiB pieces, page cache)"
+if [ -x "$B/engine_io" ]; then
+    for _ in 1 2 3; do
+        "$B/engine_io" pread 256 "$TREE"/* || true
+        "$B/engine_io" uring 256 "$TREE"/* || echo "engine_io uring: refused here (exit $?)"
+        "$B/engine_io" pread 256 "$LOG" || true
+        "$B/engine_io" uring 256 "$LOG" || echo "engine_io uring: refused here (exit $?)"
+    done
+else
+    echo "(engine_io not built: liburing-dev missing or -DTP_BUILD_BENCH=OFF)"
+fi
 
 r() { echo "scale=2; $1 / $2" | bc; }
 cat << EOF

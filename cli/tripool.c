@@ -30,6 +30,7 @@
 #include "tripool.h"
 #include "tripool/engine.h"
 #include "tripool/metrics.h"
+#include "tripool/obs.h"
 
 #define EXIT_USAGE 2
 
@@ -71,7 +72,7 @@ static const char *const cmd_help[][2] = {
                    "  -f, --force        replace existing output files (default: refuse)\n"},
     {"cp", "usage: tripool cp [-f] [--no-fsync] SRC DST\n"
            "Copy SRC to DST (a file, or a directory to copy into) with parallel chunked\n"
-           "reads; all-zero chunks become holes (sparse files stay sparse).\n"
+           "copies in the kernel (copy_file_range); holes stay holes (sparse files stay sparse).\n"
            "  -f, --force        replace an existing DST file (default: refuse)\n"},
     {"count", "usage: tripool count [-l] [-e PATTERN] [-r] PATH...\n"
               "Count lines ('\\n', the same as wc -l), or with -e the lines containing the\n"
@@ -377,6 +378,7 @@ static pthread_mutex_t g_engine_lock = PTHREAD_MUTEX_INITIALIZER;
 static tp_engine *g_engine;
 static atomic_int interrupted;
 static atomic_bool progress_stop;
+static atomic_bool signals_stop;
 
 static void dump_line(void *arg, const char *line) {
     (void)arg;
@@ -388,6 +390,7 @@ static void *signal_thread(void *arg) {
     for (;;) {
         int sig;
         if (sigwait(set, &sig) != 0) continue;
+        if (atomic_load(&signals_stop)) return NULL; /* see stop_signals */
         pthread_mutex_lock(&g_engine_lock);
         if (g_engine && sig == SIGUSR1) {
             tp_pool_dump(tp_engine_pool(g_engine), dump_line, NULL);
@@ -404,6 +407,15 @@ static void retire_engine(void) {
     pthread_mutex_lock(&g_engine_lock); /* the signal thread no longer sees it */
     g_engine = NULL;
     pthread_mutex_unlock(&g_engine_lock);
+}
+
+/* End the signal thread (flag, then a signal only it waits for) so no
+ * thread outlives the job: exit is then immediate, also under
+ * ThreadSanitizer, which otherwise sleeps a second at exit. */
+static void stop_signals(pthread_t th) {
+    atomic_store(&signals_stop, true);
+    pthread_kill(th, SIGUSR1);
+    pthread_join(th, NULL);
 }
 
 static void human(double v, char *buf, size_t n) {
@@ -679,52 +691,46 @@ static void print_json(struct opts *o, tp_engine *e, double secs, int rc) {
            s.fd_misses);
 }
 
-static double m_bytes_in(void *arg) {
-    struct tp_engine_stats s;
-    tp_engine_stats(arg, &s);
-    return (double)s.bytes_in;
+/* --metrics-addr: the library's own collectors for the engine's task pool
+ * (with its queue-wait/run-time histograms, whose observer must be in the
+ * pool's options before the pool exists: see pool_obs_setup), buffer pool,
+ * fd pool and the engine, all with label pool="engine". */
+struct metrics_state {
+    tp_metrics *reg;
+    tp_metrics_server *srv;
+    tp_obs_pool *pool;
+    tp_obs_bufpool *buf;
+    tp_obs_fdpool *fd;
+    tp_obs_engine *engine;
+};
+
+static int pool_obs_setup(tp_pool_opts *po, void *arg) {
+    struct metrics_state *m = arg;
+    return tp_obs_pool_prepare(m->reg, "engine", po, &m->pool);
 }
 
-static double m_bytes_out(void *arg) {
-    struct tp_engine_stats s;
-    tp_engine_stats(arg, &s);
-    return (double)s.bytes_out;
-}
-
-static double m_files(void *arg) {
-    struct tp_engine_stats s;
-    tp_engine_stats(arg, &s);
-    return (double)(s.files_ok + s.files_failed);
-}
-
-static double m_mem_peak(void *arg) {
-    struct tp_engine_stats s;
-    tp_engine_stats(arg, &s);
-    return (double)s.mem_peak;
-}
-
-static double m_open_peak(void *arg) {
-    struct tp_engine_stats s;
-    tp_engine_stats(arg, &s);
-    return (double)s.open_peak;
-}
-
-static int start_metrics(const char *addr, tp_engine *e, tp_metrics **reg,
-                         tp_metrics_server **srv) {
-    int err = tp_metrics_create(reg);
-    if (err) return err;
-    if ((err = tp_metrics_counter_fn(*reg, "tripool_engine_bytes_in_total", "input bytes", NULL, 0,
-                                     m_bytes_in, e, NULL)) ||
-        (err = tp_metrics_counter_fn(*reg, "tripool_engine_bytes_out_total", "output bytes", NULL,
-                                     0, m_bytes_out, e, NULL)) ||
-        (err = tp_metrics_counter_fn(*reg, "tripool_engine_files_total", "files finished", NULL, 0,
-                                     m_files, e, NULL)) ||
-        (err = tp_metrics_gauge_fn(*reg, "tripool_engine_peak_mem_bytes", "peak buffer memory",
-                                   NULL, 0, m_mem_peak, e, NULL)) ||
-        (err = tp_metrics_gauge_fn(*reg, "tripool_engine_peak_open_files", "peak open inputs", NULL,
-                                   0, m_open_peak, e, NULL)))
+static int start_metrics(const char *addr, tp_engine *e, struct metrics_state *m) {
+    int err;
+    if ((err = tp_obs_register_pool(m->pool, tp_engine_pool(e))) ||
+        (err = tp_obs_register_bufpool(m->reg, "engine", tp_engine_bufpool(e), &m->buf)) ||
+        (err = tp_obs_register_fdpool(m->reg, "engine", tp_engine_fdpool(e), &m->fd)) ||
+        (err = tp_obs_register_engine(m->reg, "engine", e, &m->engine)))
         return err;
-    return tp_metrics_serve(*reg, addr, srv);
+    return tp_metrics_serve(m->reg, addr, &m->srv);
+}
+
+/* Collectors go before what they read: the server first, then (with the
+ * task pool closed, so its observer is quiet) every collector, the
+ * registry; the engine after this. */
+static void stop_metrics(tp_engine *e, struct metrics_state *m) {
+    tp_metrics_server_stop(m->srv);
+    if (e && m->pool) (void)tp_pool_close(tp_engine_pool(e), TP_FOREVER);
+    tp_obs_engine_destroy(m->engine);
+    tp_obs_fdpool_destroy(m->fd);
+    tp_obs_bufpool_destroy(m->buf);
+    tp_obs_pool_destroy(m->pool);
+    tp_metrics_destroy(m->reg);
+    memset(m, 0, sizeof(*m));
 }
 
 /* ---- main ---------------------------------------------------------------------- */
@@ -774,9 +780,20 @@ static int run(struct opts *o) {
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    struct metrics_state ms = {0};
+    if (o->metrics_addr) {
+        int err = tp_metrics_create(&ms.reg);
+        if (err) {
+            fprintf(stderr, "%s: metrics: %s\n", prog, tp_strerror(err));
+            return 1;
+        }
+        o->eo.pool_setup = pool_obs_setup;
+        o->eo.pool_setup_arg = &ms;
+    }
     tp_engine *e = NULL;
     int err = tp_engine_create(&e, &o->eo);
     if (err) {
+        stop_metrics(NULL, &ms);
         if (err == -EINVAL)
             return usage_error(cmd, "%sbad limits: --max-mem must hold two chunks", "");
         fprintf(stderr, "%s: cannot start: %s\n", prog, tp_strerror(err));
@@ -787,20 +804,18 @@ static int run(struct opts *o) {
     pthread_mutex_unlock(&g_engine_lock);
     pthread_t sig_th, prog_th;
     pthread_create(&sig_th, NULL, signal_thread, &set);
-    pthread_detach(sig_th);
 
-    tp_metrics *reg = NULL;
-    tp_metrics_server *srv = NULL;
     if (o->metrics_addr) {
-        err = start_metrics(o->metrics_addr, e, &reg, &srv);
+        err = start_metrics(o->metrics_addr, e, &ms);
         if (err) {
             fprintf(stderr, "%s: --metrics-addr %s: %s\n", prog, o->metrics_addr, tp_strerror(err));
             retire_engine();
-            tp_metrics_destroy(reg);
+            stop_signals(sig_th);
+            stop_metrics(e, &ms);
             tp_engine_destroy(e);
             return EXIT_USAGE;
         }
-        fprintf(stderr, "%s: metrics on port %u\n", prog, tp_metrics_server_port(srv));
+        fprintf(stderr, "%s: metrics on port %u\n", prog, tp_metrics_server_port(ms.srv));
     }
 
     bool show = o->progress == 1 || (o->progress < 0 && isatty(2));
@@ -849,9 +864,9 @@ static int run(struct opts *o) {
         code = 1;
     if (o->json) print_json(o, e, secs, code);
     fflush(stdout);
-    tp_metrics_server_stop(srv);
-    tp_metrics_destroy(reg);
+    stop_metrics(e, &ms);
     retire_engine();
+    stop_signals(sig_th);
     tp_engine_destroy(e);
     for (size_t i = 0; i < cl.n; i++) {
         free(cl.paths[i]);

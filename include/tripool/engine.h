@@ -39,8 +39,10 @@
 #ifndef TRIPOOL_ENGINE_H
 #define TRIPOOL_ENGINE_H
 
+#include "tripool/buf.h"
 #include "tripool/common.h"
 #include "tripool/ctx.h"
+#include "tripool/fd.h"
 #include "tripool/pool.h"
 
 #ifdef __cplusplus
@@ -56,6 +58,13 @@ typedef struct tp_engine_opts {
                           hold 2 chunks (rounded up to a power of two) */
     unsigned max_open; /* cap on input descriptors held; default 64, >= 1 */
     tp_ctx *ctx;       /* parent context (NULL = background); retained */
+    /* Called once by tp_engine_create, on its thread, with the options of
+     * the engine's task pool just before the pool is created: the place to
+     * install an observer (tp_obs_pool_prepare) or change the pool's
+     * settings (max_workers is already `workers`). A nonzero return (a
+     * negative errno) makes tp_engine_create fail with it. NULL = none. */
+    int (*pool_setup)(tp_pool_opts *opts, void *arg);
+    void *pool_setup_arg;
     /* More fields may be added; always start from tp_engine_opts_init(). */
 } tp_engine_opts;
 
@@ -74,6 +83,13 @@ TP_API void tp_engine_destroy(tp_engine *e);
 /* The engine's task pool (for tp_pool_stats, dumps, metrics collectors).
  * Owned by the engine; valid until tp_engine_destroy. */
 TP_API tp_pool *tp_engine_pool(tp_engine *e);
+
+/* The engine's buffer pool and fd pool (for their stats and metrics
+ * collectors, e.g. tp_obs_register_bufpool). Owned by the engine; valid
+ * until tp_engine_destroy; do not get, put, acquire or close through them
+ * while a job runs (they hold the job's bounds). */
+TP_API tp_bufpool *tp_engine_bufpool(tp_engine *e);
+TP_API tp_fdpool *tp_engine_fdpool(tp_engine *e);
 
 /* Statistics over the engine's life. Struct tag, not typedef (see pool.h). */
 struct tp_engine_stats {

@@ -29,8 +29,9 @@
  * (one at a time, written in order by it) or, for workers, by the
  * coordinator at plan time: foreign .zst files decoded as a stream, and
  * tripool's multi-frame .zst files whose frames the workers decode in
- * cache-sized pieces and pwrite at their offsets (order does not matter).
- * Those share MAX_STREAMS slots, so outputs open at once stay bounded.
+ * cache-sized pieces and pwrite at their offsets (order does not matter),
+ * and cp's output, into which each task copies its chunk at its offset
+ * (copy_file_range). Those share MAX_STREAMS slots, so outputs open at once stay bounded.
  *
  * Small files. A whole file of at most a chunk and BATCH_BYTES (hash,
  * count, compress) joins the open "batch": up to BATCH_FILES such chunks
@@ -139,10 +140,11 @@ struct efile {
     bool stream; /* decompress: one task decodes the whole file as a stream */
     unsigned char digest[16];
     size_t digest_len;
-    bool pw;     /* output opened at plan time, written by tasks with pwrite */
-    bool fast;   /* small file: one chunk in a batch task, output written by the worker */
-    dev_t dev;   /* filesystem of the output */
-    bool synced; /* output made durable by a batch sync */
+    bool pw;         /* output opened at plan time, written by tasks with pwrite */
+    bool fast;       /* small file: one chunk in a batch task, output written by the worker */
+    uint64_t wb_off; /* output bytes whose writeback was started (sync_file_range) */
+    dev_t dev;       /* filesystem of the output */
+    bool synced;     /* output made durable by a batch sync */
 };
 
 /* One unit of work. Coordinator-owned except while its task runs. */
@@ -167,6 +169,7 @@ struct echunk {
     bool task;                 /* counts against the window's task cap (a leader or a lone chunk) */
     bool fast;                 /* a whole small file whose output the worker writes itself */
     bool ran;                  /* set by the worker once the chunk was processed (batches) */
+    bool zpieces;              /* compress: read in PIECE-sized reads fed to one zstd frame */
     int stream_fd;             /* stream decompress: the output, owned by the file */
     int pw_fd;                 /* framed decompress of a multi-frame file: the output, owned by
                                   the file; the task pwrites at dst_off (order does not matter) */
@@ -253,6 +256,10 @@ int tp_engine_create(tp_engine **out, const tp_engine_opts *opts) {
     tp_pool_opts_init(&po);
     po.max_workers = o.workers;
     po.name = "engine";
+    if (o.pool_setup && (err = o.pool_setup(&po, o.pool_setup_arg)) != 0) {
+        if (err > 0) err = -EINVAL;
+        goto err_key;
+    }
     err = tp_pool_create(&e->pool, &po);
     if (err) goto err_key;
     tp_bufpool_opts bo;
@@ -299,6 +306,14 @@ void tp_engine_destroy(tp_engine *e) {
 
 tp_pool *tp_engine_pool(tp_engine *e) {
     return e ? e->pool : NULL;
+}
+
+tp_bufpool *tp_engine_bufpool(tp_engine *e) {
+    return e ? e->bp : NULL;
+}
+
+tp_fdpool *tp_engine_fdpool(tp_engine *e) {
+    return e ? e->fp : NULL;
 }
 
 void tp_engine_stats(tp_engine *e, struct tp_engine_stats *s) {
@@ -588,6 +603,89 @@ static int chunk_pieces(struct echunk *c, tp_fd *h) {
 static int open_tmp(struct efile *f);
 static int write_all(int fd, const void *p, size_t n);
 
+/* cp: copy the chunk's range to the same offset of the output inside the
+ * kernel (copy_file_range: no copy through user memory, several chunks at
+ * once). A range that is a hole in the input (SEEK_DATA) is skipped and
+ * stays a hole (the output is sized at the end). Where the kernel refuses
+ * (another filesystem type, old kernel) it falls back to pread + pwrite
+ * through the chunk's small buffer. */
+static int chunk_copy_in_place(struct echunk *c, tp_fd *h) {
+    int in = tp_fd_get(h);
+    uint64_t pos = c->off, end = c->off + c->len;
+    off_t d = lseek(in, (off_t)pos, SEEK_DATA);
+    if ((d < 0 && errno == ENXIO) || (d >= 0 && (uint64_t)d >= end)) {
+        c->zero = true; /* all hole */
+        return 0;
+    }
+    bool kernel = true;
+    while (pos < end) {
+        int err = tp_ctx_err(c->r->e->ctx);
+        if (err) return chunk_fail(c, err, "canceled");
+        size_t want = end - pos > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)(end - pos);
+        ssize_t n;
+        if (kernel) {
+            off_t ip = (off_t)pos, op = (off_t)pos;
+            n = copy_file_range(in, &ip, c->pw_fd, &op, want, 0);
+            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP ||
+                          errno == ENOSYS || errno == EBADF)) {
+                kernel = false;
+                continue;
+            }
+            if (n < 0) return chunk_fail(c, -errno, errno == EIO ? "read" : "write");
+        } else {
+            if (want > c->in->cap) want = c->in->cap;
+            n = tp_fd_pread(h, c->in->data, want, pos);
+            if (n < 0) return chunk_fail(c, (int)n, "read");
+            for (ssize_t w = 0; w < n;) {
+                ssize_t k = pwrite(c->pw_fd, (char *)c->in->data + w, (size_t)(n - w),
+                                   (off_t)(pos + (uint64_t)w));
+                if (k < 0 && errno == EINTR) continue;
+                if (k < 0) return chunk_fail(c, -errno, "write");
+                w += k;
+            }
+        }
+        if (n == 0) return chunk_fail(c, -EIO, "file shrank while reading");
+        pos += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Compress a chunk as one zstd frame, reading it in pieces of the input
+ * buffer's size: the read copies into a buffer that stays in cache (a
+ * chunk-sized one does not, and the copy out of the page cache into cold
+ * memory was a fifth of compress's CPU), and zstd takes each piece into its
+ * own window. The frame equals what one ZSTD_compress2 call would make of
+ * the chunk's bytes, up to block boundaries. */
+static int chunk_compress_pieces(struct echunk *c, tp_fd *h, struct zctx *z) {
+    tp_ctx *ctx = c->r->e->ctx;
+    if (!z->c && !(z->c = ZSTD_createCCtx())) return chunk_fail(c, -ENOMEM, "zstd context");
+    ZSTD_CCtx_reset(z->c, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(z->c, ZSTD_c_compressionLevel, c->r->job->level);
+    ZSTD_CCtx_setParameter(z->c, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setPledgedSrcSize(z->c, c->len);
+    ZSTD_outBuffer ob = {c->out->data, c->out->cap, 0};
+    uint64_t pos = c->off, end = c->off + c->len;
+    while (pos < end) {
+        int err = tp_ctx_err(ctx);
+        if (err) return chunk_fail(c, err, "canceled");
+        size_t n = end - pos < c->in->cap ? (size_t)(end - pos) : c->in->cap;
+        ssize_t k = tp_fd_pread(h, c->in->data, n, pos);
+        if (k < 0) return chunk_fail(c, (int)k, "read");
+        if ((size_t)k != n) return chunk_fail(c, -EIO, "file shrank while reading");
+        pos += n;
+        ZSTD_EndDirective mode = pos == end ? ZSTD_e_end : ZSTD_e_continue;
+        ZSTD_inBuffer ib = {c->in->data, n, 0};
+        size_t ret;
+        do {
+            ret = ZSTD_compressStream2(z->c, &ob, &ib, mode);
+            if (ZSTD_isError(ret) || (ob.pos == ob.size && ret != 0 && mode == ZSTD_e_end))
+                return chunk_fail(c, -EIO, "compress");
+        } while (mode == ZSTD_e_end ? ret != 0 : ib.pos < ib.size);
+    }
+    c->out_len = ob.pos;
+    return 0;
+}
+
 /* Small-file fast path: the worker writes the whole output to the temp
  * file and closes it; the coordinator only publishes (syncs, renames). The
  * temp name stays in f->tmp so the coordinator removes it on any error. */
@@ -631,6 +729,15 @@ static int chunk_task(void *arg) {
     }
     if (piecewise(r)) {
         err = chunk_pieces(c, h);
+        goto out;
+    }
+    if (r->op == TP_OP_COPY && c->pw_fd >= 0) {
+        err = chunk_copy_in_place(c, h);
+        goto out;
+    }
+    if (c->zpieces) {
+        err = chunk_compress_pieces(c, h, z);
+        if (!err && c->fast) err = fast_output(c);
         goto out;
     }
     if (c->len && (err = chunk_read(c, h)) < 0) goto out;
@@ -1015,6 +1122,19 @@ static void file_begin(struct run *r, struct efile *f) {
     if (err) file_fail(f, err, "create output");
 }
 
+/* Start the writeback of every WRITEBACK_STEP bytes of a big output as it
+ * is written (no wait), so the fsync before the rename finds little left to
+ * do instead of the whole file: the disk works while the CPUs compress. */
+#define WRITEBACK_STEP ((uint64_t)32 << 20)
+static void writeback(struct efile *f) {
+    off_t pos = lseek(f->out_fd, 0, SEEK_CUR);
+    if (pos < 0 || (uint64_t)pos < f->wb_off + WRITEBACK_STEP) return;
+    uint64_t end = (uint64_t)pos;
+    (void)sync_file_range(f->out_fd, (off_t)f->wb_off, (off_t)(end - f->wb_off),
+                          SYNC_FILE_RANGE_WRITE); /* a hint: errors surface at fsync */
+    f->wb_off = end;
+}
+
 static void apply(struct run *r, struct echunk *c) {
     tp_engine *e = r->e;
     struct efile *f = c->f;
@@ -1033,6 +1153,10 @@ static void apply(struct run *r, struct echunk *c) {
             f->count += c->count;
             break;
         case TP_OP_COPY:
+            if (f->pw) { /* the task copied in place */
+                f->bytes_out += c->len;
+                break;
+            }
             if (c->zero) {
                 if (lseek(f->out_fd, (off_t)c->len, SEEK_CUR) < 0) err = -errno;
             } else {
@@ -1072,6 +1196,7 @@ static void apply(struct run *r, struct echunk *c) {
             break;
         }
         if (err) file_fail(f, err, "write");
+        if (!err && f->out_fd >= 0 && !r->job->no_fsync) writeback(f);
     }
     if (c->stream_fd >= 0) r->streams--; /* the stream decode slot taken in plan_file */
     tp__add_relaxed(&e->chunks, 1);
@@ -1535,6 +1660,18 @@ static int plan_file(struct run *r, const struct input *x) {
             in_sz = c->len;
             if (piecewise(r)) in_sz = c->len < PIECE ? c->len : PIECE;
             if (r->op == TP_OP_COMPRESS) out_sz = ZSTD_compressBound(c->len);
+            if (r->op == TP_OP_COMPRESS && c->len > PIECE && !j->remove_src) {
+                c->zpieces = true; /* --rm hashes the whole chunk at apply: keep it */
+                in_sz = PIECE;
+            }
+            if (r->op == TP_OP_COPY && k == 0 && c->len > 0) { /* tasks copy in place */
+                err = open_output_slot(r, f, c);
+                if (!err) f->pw = true;
+            }
+            if (r->op == TP_OP_COPY && f->pw) {
+                c->pw_fd = f->out_fd;
+                in_sz = c->len < PIECE ? c->len : PIECE; /* only if the kernel copy is refused */
+            }
         }
         off += c->len;
         if (f->nchunks == 1 && batchable(r, f)) {

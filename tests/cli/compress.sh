@@ -53,6 +53,18 @@ mkdir -p tree/a && for i in $(seq 1 30); do seq $i 2000 > tree/a/f$i.log; done
 for i in $(seq 1 30); do seq $i 2000 | cmp - tree/a/f$i.log || fail "tree round trip $i"; done
 [ "$(find tree -name '*.zst' | wc -l)" -eq 0 ] || fail "decompress --rm left .zst"
 
+# Small files run in batches and are written by the workers; sizes around the
+# 256 KiB read piece and the 1 MiB batch limit, compressible and not.
+mkdir -p mix && for n in 0 1 262143 262144 262145 300000 700000 1048576 1048577 2000000; do
+    head -c $n biglog > mix/l$n; head -c $n /dev/urandom > mix/r$n
+done
+"$T" compress -r -j 2 mix || fail "compress -r mix"
+for f in mix/l* mix/r*; do
+    case $f in *.zst) continue ;; esac
+    zstd -q -d -c $f.zst | cmp - $f || fail "batched/fast output $f.zst differs"
+done
+[ -z "$(find mix -name '.*.tp.*')" ] || fail "temp files left in mix"
+
 # Errors: corrupt input fails alone (exit 1), no partial output; usage exit 2.
 head -c 100 log.zst > trunc.zst
 printf 'not zstd at all' > junk.zst
