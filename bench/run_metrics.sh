@@ -8,7 +8,11 @@ for exe in metrics_hotpath metrics_overhead metrics_autoscale; do
     echo "--- $exe"
     case $exe in
       metrics_overhead) "$B/$exe" 1000000 5 ;;
-      metrics_autoscale) "$B/$exe" 2 3 ;;
+      metrics_autoscale)
+        "$B/$exe" 2 3
+        # the blocking phase alone, met at 2 workers (as after a quiet cpu phase)
+        echo "--- metrics_autoscale, io phase alone"
+        METRICS_AUTOSCALE_PHASES=io "$B/$exe" 2 3 32 256 0 ;;
       *) "$B/$exe" ;;
     esac
   else
