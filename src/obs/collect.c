@@ -26,7 +26,9 @@
  * the /proc files (a worker's first task may wait that long, once).
  *
  * Lock order: registry lock -> the pool's own locks (a scrape calls the
- * stats functions under the registry lock). The observer takes no registry
+ * stats functions under the registry lock; tp_engine_stats takes the
+ * engine's task, buffer and fd pools' locks in turn, one at a time, and
+ * the engine never calls into a registry). The observer takes no registry
  * lock (histogram updates are lock-free), so no cycle. o->threads_lock is a
  * leaf.
  *
