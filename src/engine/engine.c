@@ -763,6 +763,8 @@ static int chunk_task(void *arg) {
             err = chunk_fail(c, -EIO, "compress");
         else
             c->out_len = n;
+        if (!err && c->fast && c->f->verify) /* --rm: the input's hash, checked at publish */
+            XXH64_update(c->f->verify, c->in->data, c->len);
         if (!err && c->fast) err = fast_output(c);
         break;
     }
@@ -1521,13 +1523,13 @@ static int open_output_slot(struct run *r, struct efile *f, struct echunk *c) {
 }
 
 /* Small whole files run several to a task (fewer hand-offs and wake-ups);
- * compressed ones are also written by the worker. Not with --rm (the
- * coordinator hashes the input for the verification) nor when more workers
- * than FAST_MAX_WORKERS could hold outputs open at once. */
+ * compressed ones are also written by the worker (which then also hashes
+ * the input for --rm's verification), unless more workers than
+ * FAST_MAX_WORKERS could hold outputs open at once. */
 static bool batchable(const struct run *r, const struct efile *f) {
     if (f->err || f->size > BATCH_BYTES || f->size > r->e->o.chunk_size) return false;
     if (r->op == TP_OP_HASH || r->op == TP_OP_COUNT) return true;
-    return r->op == TP_OP_COMPRESS && !r->job->remove_src && r->e->o.workers <= FAST_MAX_WORKERS;
+    return r->op == TP_OP_COMPRESS && r->e->o.workers <= FAST_MAX_WORKERS;
 }
 
 /* Plan one input into chunks and push them (consuming as the bounds say). */

@@ -4,17 +4,15 @@
  * whose sizes sit at and around the chunk size and the compress step
  * (0, 1, k*chunk-1, k*chunk, k*chunk+1, random). Each iteration runs, on a
  * fresh engine with THREADS workers and tight bounds, hash -r (XXH3, then
- * crc32c), count -r, compress -r, and decompress -r --force --rm back over
- * the sources; odd iterations cancel one job mid-run from another thread.
- * Invariants: every reported result equals a sequential reference computed
- * here (digests, line counts, decoded bytes); every input is reported once,
- * in order, unless the job was cancelled; a published .zst always decodes to
- * its source (also after a cancel); no temporary file is ever left; the
- * engine's peak buffer memory <= max_mem, its peak open inputs <= max_open,
- * and the process's descriptors (sampled from /proc/self/fd) never exceed
- * the count before the run + max_open + 8.
- * Usage: stress_engine_tree [THREADS [SCALE [ITER]]]
- *   THREADS workers (default 3), SCALE x 100 files (default 3), ITER (default 4). */
+ * crc32c), count -r, compress -r (with --rm every fourth iteration), and
+ * decompress -r --force --rm back over the sources; odd iterations cancel one job mid-run from
+ * another thread. Invariants: every reported result equals a sequential reference computed here
+ * (digests, line counts, decoded bytes); every input is reported once, in order, unless the job was
+ * cancelled; a published .zst always decodes to its source (also after a cancel); no temporary file
+ * is ever left; the engine's peak buffer memory <= max_mem, its peak open inputs <= max_open, and
+ * the process's descriptors (sampled from /proc/self/fd) never exceed the count before the run +
+ * max_open + 8. Usage: stress_engine_tree [THREADS [SCALE [ITER]]] THREADS workers (default 3),
+ * SCALE x 100 files (default 3), ITER (default 4). */
 #include "tp_test.h"
 
 #include <dirent.h>
@@ -345,7 +343,11 @@ static void test_tree(void **state) {
         c = (struct collect){.op = TP_OP_COUNT};
         cancelled += run_one(w, &jn, victim == 2 ? at : 0, &c) != 0;
 
-        tp_job jz = {.op = TP_OP_COMPRESS, .level = 1 + (int)(it % 3), .no_fsync = it % 2};
+        /* --rm (sources removed after a verified output) only in iterations
+         * without a cancel, so the decode below always finds every source. */
+        bool rm = it % 4 == 2;
+        tp_job jz = {
+            .op = TP_OP_COMPRESS, .level = 1 + (int)(it % 3), .no_fsync = it % 2, .remove_src = rm};
         c = (struct collect){.op = TP_OP_COMPRESS};
         int rc = run_one(w, &jz, victim == 3 ? at : 0, &c);
         cancelled += rc != 0;
@@ -357,6 +359,8 @@ static void test_tree(void **state) {
             assert_int_equal(run_one(w, &again, 0, &c), 0);
         } else {
             assert_int_equal(zsts, g_nfiles);
+            for (size_t i = 0; rm && i < g_nfiles; i++)
+                assert_int_equal(access(g_files[i].path, F_OK), -1); /* removed by --rm */
         }
 
         /* Decode back over the sources (--force), removing the .zst files. */
