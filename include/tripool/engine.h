@@ -14,9 +14,11 @@
  *
  * Every file is a run of chunks; the chunks of all files of a job form one
  * sequence with a bounded reorder window, so one huge file and 5,000 small
- * files run through the same pipeline. Bounds: buffer memory never exceeds
- * max_mem (the buffer pool's cap), input descriptors never exceed max_open
- * (the fd pool's cap) plus one output file being written. Output files are
+ * files run through the same pipeline (small whole files several to a
+ * task). Bounds: buffer memory never exceeds max_mem (the buffer pool's
+ * cap), input descriptors never exceed max_open (the fd pool's cap); output
+ * files open at once are at most 5, plus one per worker while small files
+ * are compressed (that path is taken only with <= 8 workers). Output files are
  * written to a temporary name in the target directory, fsynced and renamed
  * only when complete: no partial file ever appears under the final name.
  *
