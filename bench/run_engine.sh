@@ -44,7 +44,7 @@ time_best() {
         rm -f "$tf"
         if [ -z "$best" ] || [ "$(echo "$w < $best" | bc)" = 1 ]; then best=$w; bcpu=$c; fi
     done
-    WALL[$name]=$(printf '%.2f' "$best")
+    WALL[$name]=$(printf '%.3f' "$best")
     CPU[$name]=$bcpu
     printf '%-34s %8s s wall %8s s cpu\n' "$name" "${WALL[$name]}" "${CPU[$name]}"
 }
@@ -93,7 +93,9 @@ read -r rss fds < <(sample_peaks "$T" compress -f -l 3 --max-mem $MAXMEM --max-o
 
 echo "== tree of 5,000 files (~200 KiB each)"
 find "$TREE" -type f > /dev/null; cat "$TREE"/* > /dev/null
-PREP="find $TREE -name '*.zst' -delete"
+# sync: each run starts with the previous run's outputs gone from disk, not
+# still being written back or freed underneath it (same for every command).
+PREP="find $TREE -name '*.zst' -delete; sync"
 time_best "find | xargs -P2 zstd -3" sh -c "find '$TREE' -type f ! -name '*.zst' | xargs -P2 -n 64 zstd -q -3"
 time_best "tripool compress -r -l 3" "$T" compress -r -l 3 --no-fsync --max-open $MAXOPEN "$TREE"
 time_best "tripool compress -r -l 3 (fsync)" "$T" compress -r -l 3 --max-open $MAXOPEN "$TREE"

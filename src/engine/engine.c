@@ -93,7 +93,8 @@
 
 #define MAX_STREAMS 4
 #define BATCH_FILES 16                    /* small files per batch task */
-#define BATCH_BYTES ((uint64_t)1 << 20)   /* input bytes per batch task */
+#define BATCH_BYTES ((uint64_t)1 << 20)   /* largest file a batch takes */
+#define BATCH_TASK_BYTES ((uint64_t)4 << 20) /* input bytes per batch task */
 #define FAST_MAX_WORKERS 8                /* small-file outputs are opened by workers (one each) */
 #define PENDING_MAX 512                   /* outputs per batch sync */
 #define PENDING_BYTES ((uint64_t)1 << 30) /* output bytes per batch sync */
@@ -1302,7 +1303,7 @@ static void push_chunk(struct run *r, struct echunk *c) {
     if (c->task) r->ntasks++;
     r->win[(r->head + r->n) % r->win_cap] = c;
     r->n++;
-    if (r->batch && (r->batch_files >= BATCH_FILES || r->batch_bytes >= BATCH_BYTES))
+    if (r->batch && (r->batch_files >= BATCH_FILES || r->batch_bytes >= BATCH_TASK_BYTES))
         batch_submit(r);
 }
 
