@@ -348,6 +348,12 @@ typedef struct popped {
     uint64_t t_enq;
 } popped;
 
+/* Record a queue depth seen at a dequeue in the peak statistic. */
+static inline void note_peak(tp_pool *p, uint64_t depth) {
+    if (depth > p->limit) depth = p->limit;
+    if (depth > tp__load_relaxed(&p->peak_queued)) tp__max_relaxed(&p->peak_queued, depth);
+}
+
 #define ENQ_SAMPLE 8 /* a worker reads enq at most at 1 in 8 ring positions */
 
 /* Take 1..max tasks from the head with one CAS on deq; returns how many
@@ -383,8 +389,7 @@ static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *
             uint64_t e = tp__load_acquire(&p->enq) & ~CLOSED_BIT;
             if (seen) *seen = e;
             avail = e > pos ? e - pos : 1;
-            uint64_t depth = avail < p->limit ? avail : p->limit;
-            if (depth > tp__load_relaxed(&p->peak_queued)) tp__max_relaxed(&p->peak_queued, depth);
+            note_peak(p, avail);
         }
         k = 1;
         if (max > 1 && avail >= 4) {
@@ -427,8 +432,7 @@ static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *
     if (atomic_load_explicit(&p->nblocked, SEQ_CST)) {
         uint64_t e = tp__load_acquire(&p->enq) & ~CLOSED_BIT;
         uint64_t left = e > pos + k ? e - (pos + k) : 0;
-        if (left + 1 > tp__load_relaxed(&p->peak_queued))
-            tp__max_relaxed(&p->peak_queued, left + k < p->limit ? left + k : p->limit);
+        note_peak(p, left + k);
         if (left <= p->limit / 2) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->notfull);
