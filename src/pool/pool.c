@@ -464,6 +464,20 @@ static inline unsigned held_count(worker *w) {
 
 static void wake_or_spawn_locked(tp_pool *p);
 
+/* With idle_spin word is: a parked worker to wake, or room to start one. */
+static inline bool can_add_worker(tp_pool *p, uint64_t is) {
+    return (is & IDLE_MASK) != 0 ||
+           tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers);
+}
+
+/* Give pending work a worker unless one is spinning by the time we hold
+ * mu (it will find the work). */
+static void wake_or_spawn_unless_spinning(tp_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    if (!(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* Make t[0..n) the calling worker's batch (its previous one is used up):
  * it runs them in order unless other workers steal them first. */
 static void held_publish(tp_pool *p, worker *w, const popped *t, unsigned n) {
@@ -483,12 +497,7 @@ static void held_publish(tp_pool *p, worker *w, const popped *t, unsigned n) {
      * asleep. */
     atomic_fetch_add_explicit(&p->nheld, 1, SEQ_CST);
     uint64_t is = atomic_load_explicit(&p->idle_spin, SEQ_CST);
-    if ((is >> 32) == 0 && ((is & IDLE_MASK) != 0 ||
-                            tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers))) {
-        pthread_mutex_lock(&p->mu);
-        if (!(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
-        pthread_mutex_unlock(&p->mu);
-    }
+    if ((is >> 32) == 0 && can_add_worker(p, is)) wake_or_spawn_unless_spinning(p);
 }
 
 /* Take the next task of w's batch: w's own worker without a lock, other
@@ -936,14 +945,8 @@ static void *worker_main(void *arg) {
                 uint64_t old = atomic_fetch_sub_explicit(&p->idle_spin, SPIN1, SEQ_CST);
                 /* Depth last: it reads the submitters' line. Held
                  * batches count: their owners may block. */
-                if ((old >> 32) == 1 &&
-                    ((old & IDLE_MASK) != 0 ||
-                     tp__load_relaxed(&p->nworkers) < tp__load_relaxed(&p->max_workers)) &&
-                    work_pending_sc(p)) {
-                    pthread_mutex_lock(&p->mu);
-                    if (!(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
-                    pthread_mutex_unlock(&p->mu);
-                }
+                if ((old >> 32) == 1 && can_add_worker(p, old) && work_pending_sc(p))
+                    wake_or_spawn_unless_spinning(p);
             }
             if (nb > 1) held_publish(p, w, batch + 1, nb - 1);
             last_end = run_task(p, w, batch[0].fn, batch[0].arg, batch[0].t_enq, last_end);
