@@ -9,9 +9,7 @@
  * algorithm needs two; the bound is then checked against deq). Submitters
  * claim a slot with a CAS on `enq`, fill it and publish it by storing
  * seq = pos + 1 (release); workers claim with a CAS on `deq`, read it and
- * free it by storing seq = pos + cap (release). seq is stored minus the
- * slot's index so a zeroed ring is valid: the ring is anonymous memory that
- * is committed only as deep as the queue has ever been. The common submit allocates
+ * free it by storing seq = pos + cap (release). The common submit allocates
  * nothing and takes no lock. Tasks carrying a context, label, future or
  * group are a heap node (tp__task) queued as the slot {node_marker, node}.
  * Chosen by measurement (docs/pool.md): against a mutex+condvar ring on the
@@ -111,7 +109,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define CLOSED_BIT (UINT64_C(1) << 63)
 #define SPIN1 (UINT64_C(1) << 32)
@@ -253,49 +250,6 @@ static inline slot *slot_at(tp_pool *p, uint64_t pos) {
     return &p->ring[p->pow2 ? (pos & p->mask) : (pos % p->cap)];
 }
 
-/* A slot's sequence number is stored minus the slot's index, so an
- * all-zero ring is a valid empty ring (slot i starts at sequence i): the
- * ring is mapped untouched and takes memory only as far as the queue has
- * ever reached, not queue_cap x 32 bytes at create. */
-static inline uint64_t seq_acquire(tp_pool *p, slot *s) {
-    return tp__load_acquire(&s->seq) + (uint64_t)(s - p->ring);
-}
-
-static inline uint64_t seq_relaxed(tp_pool *p, slot *s) {
-    return tp__load_relaxed(&s->seq) + (uint64_t)(s - p->ring);
-}
-
-static inline void seq_release(tp_pool *p, slot *s, uint64_t seq) {
-    tp__store_release(&s->seq, seq - (uint64_t)(s - p->ring));
-}
-
-/* Zeroed memory for the ring: anonymous pages (committed on first touch)
- * for rings of 64 KiB and more, the heap below that. */
-#define RING_MMAP_MIN ((size_t)64 << 10)
-
-static slot *ring_alloc(size_t bytes) {
-    if (bytes >= RING_MMAP_MIN) {
-        void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        return m == MAP_FAILED ? NULL : m;
-    }
-    slot *r = aligned_alloc(TP_CACHELINE, bytes);
-    if (r) memset(r, 0, bytes);
-    return r;
-}
-
-static void ring_free(slot *r, size_t bytes) {
-    if (!r) return;
-    if (bytes >= RING_MMAP_MIN)
-        munmap(r, bytes);
-    else
-        free(r);
-}
-
-static inline size_t ring_bytes(const tp_pool *p) {
-    return ((size_t)p->cap * sizeof(slot) + TP_CACHELINE - 1) & ~(size_t)(TP_CACHELINE - 1);
-}
-
 /* 0, -EAGAIN (full) or -ESHUTDOWN. */
 static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
     uint64_t pos = tp__load_relaxed(&p->enq);
@@ -304,7 +258,7 @@ static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
         if (pos & CLOSED_BIT) return -ESHUTDOWN;
         s = slot_at(p, pos);
         /* acquire: the worker that freed the slot is done reading it. */
-        uint64_t seq = seq_acquire(p, s);
+        uint64_t seq = tp__load_acquire(&s->seq);
         int64_t d = (int64_t)(seq - pos);
         if (d == 0) {
             /* Only queue_cap 1 has fewer allowed tasks than slots. */
@@ -336,7 +290,7 @@ static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
         tp__store_relaxed(&s->t_enq, t);
     }
     /* release: publishes fn/arg/t_enq to the worker that acquires seq. */
-    seq_release(p, s, pos + 1);
+    tp__store_release(&s->seq, pos + 1);
     TP_PROBE(task_submit, p, fn);
     return 0;
 }
@@ -375,7 +329,7 @@ static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *
     for (;;) {
         s = slot_at(p, pos);
         /* acquire: pairs with the submitter's publishing release. */
-        uint64_t seq = seq_acquire(p, s);
+        uint64_t seq = tp__load_acquire(&s->seq);
         int64_t d = (int64_t)(seq - (pos + 1));
         if (d < 0) return 0;
         if (d > 0) {
@@ -400,7 +354,7 @@ static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *
                 /* Only a published prefix: a submitter may sit between
                  * its enq CAS and its publishing store. acquire as above. */
                 for (unsigned i = 1; i < k; i++) {
-                    if (seq_acquire(p, slot_at(p, pos + i)) != pos + i + 1) {
+                    if (tp__load_acquire(&slot_at(p, pos + i)->seq) != pos + i + 1) {
                         k = i;
                         break;
                     }
@@ -421,7 +375,7 @@ static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *
         out[i].t_enq = tp__load_relaxed(&s->t_enq);
         /* release: our reads of the slot happen before the next
          * submitter's writes. */
-        seq_release(p, s, pos + i + p->cap);
+        tp__store_release(&s->seq, pos + i + p->cap);
     }
     /* seq_cst: pairs with blocked submitters counting themselves before
      * re-reading deq. Wake them only once the ring has drained to half:
@@ -905,7 +859,7 @@ static bool worker_shrink(tp_pool *p, worker *w) {
 static bool spin_poll(tp_pool *p, int rounds) {
     for (int i = 0; i < rounds; i++) {
         uint64_t pos = tp__load_relaxed(&p->deq);
-        if (seq_relaxed(p, slot_at(p, pos)) == pos + 1) return true;
+        if (tp__load_relaxed(&slot_at(p, pos)->seq) == pos + 1) return true;
         if (tp__load_relaxed(&p->nheld)) return true; /* a batch to steal from */
         tp__cpu_relax();
     }
@@ -1214,7 +1168,7 @@ static void pool_free(tp_pool *p) {
     pthread_cond_destroy(&p->state_cond);
     pthread_cond_destroy(&p->notfull);
     pthread_mutex_destroy(&p->mu);
-    ring_free(p->ring, ring_bytes(p));
+    free(p->ring);
     free(p);
 }
 
@@ -1240,10 +1194,17 @@ TP_API int tp_pool_create(tp_pool **out, const tp_pool_opts *opts) {
     p->cap = p->limit < 2 ? 2 : p->limit;
     p->pow2 = (p->cap & (p->cap - 1)) == 0;
     p->mask = p->cap - 1;
-    p->ring = ring_alloc(ring_bytes(p)); /* zeroed: every slot empty (seq_*) */
+    p->ring = aligned_alloc(TP_CACHELINE, ((size_t)p->cap * sizeof(slot) + TP_CACHELINE - 1) &
+                                              ~(size_t)(TP_CACHELINE - 1));
     if (!p->ring) {
         free(p);
         return -ENOMEM;
+    }
+    for (uint64_t i = 0; i < p->cap; i++) {
+        tp__store_relaxed(&p->ring[i].seq, i);
+        p->ring[i].fn = NULL;
+        p->ring[i].arg = NULL;
+        tp__store_relaxed(&p->ring[i].t_enq, 0);
     }
     p->nonblocking = opts->nonblocking;
     p->batch_max = opts->fifo ? 1 : POP_BATCH;
@@ -1302,7 +1263,7 @@ err_notfull:
 err_mutex:
     pthread_mutex_destroy(&p->mu);
 err_free_ring:
-    ring_free(p->ring, ring_bytes(p));
+    free(p->ring);
     free(p);
     return rc;
 }
@@ -1506,7 +1467,7 @@ TP_API void tp_pool_dump(tp_pool *p, void (*write)(void *arg, const char *line),
              * to a newer task, which only makes the age smaller. */
             uint64_t pos = tp__load_relaxed(&p->deq);
             slot *s = slot_at(p, pos);
-            if (seq_acquire(p, s) == pos + 1) {
+            if (tp__load_acquire(&s->seq) == pos + 1) {
                 uint64_t t = tp__load_relaxed(&s->t_enq);
                 if (t && now >= t) fmt_dur(age, sizeof age, now - t);
             }

@@ -7,7 +7,6 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <unistd.h>
 
 /* A gate that tasks block on until the test opens it. */
 static atomic_int gate_open;
@@ -426,34 +425,6 @@ static void test_idle_expiry(void **state) {
     tp_pool_destroy(p);
 }
 
-static size_t rss_kib(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
-    assert_non_null(f);
-    assert_int_equal(fscanf(f, "%lu %lu", &size, &res), 2);
-    fclose(f);
-    return res * ((size_t)sysconf(_SC_PAGESIZE) / 1024);
-}
-
-/* The ring (32 B per slot) is committed as far as the queue reaches, not
- * queue_cap x 32 B at create: 2^21 slots would be 64 MiB. */
-static void test_ring_lazy(void **state) {
-    (void)state;
-    reset();
-    size_t r0 = rss_kib();
-    tp_pool *p = make(0, 2, (size_t)1 << 21);
-    size_t r1 = rss_kib();
-    assert_true(r1 - r0 < 8 * 1024);
-    for (int i = 0; i < 1000; i++)
-        assert_int_equal(tp_submit(p, noop, NULL), 0);
-    assert_int_equal(tp_pool_close(p, TP_FOREVER), 0);
-    struct tp_pool_stats s;
-    tp_pool_stats(p, &s);
-    assert_int_equal(s.completed, 1000);
-    assert_true(rss_kib() - r0 < 8 * 1024);
-    tp_pool_destroy(p);
-}
-
 static void test_wait_idle(void **state) {
     (void)state;
     reset();
@@ -475,7 +446,6 @@ int main(void) {
         cmocka_unit_test(test_close_from_task), cmocka_unit_test(test_on_error),
         cmocka_unit_test(test_nested_full),     cmocka_unit_test(test_resize),
         cmocka_unit_test(test_idle_expiry),     cmocka_unit_test(test_wait_idle),
-        cmocka_unit_test(test_ring_lazy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
