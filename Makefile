@@ -3,12 +3,13 @@
 #   make demo   install missing Debian packages, build, run the main job on a default input
 #   make test   install, build, run every test; then again under TSan and ASan+UBSan
 #   make bench  build and run the benchmarks against their peers (see BENCHMARKS.md)
+#   make stress the stress tests, longer, under schedule perturbation (TP_CHAOS)
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE  ?= cmake
 BUILD  ?= build
 DEMO_DIR ?= demo-data
 
-.PHONY: all deps build test test-plain test-tsan test-asan bench demo install clean format
+.PHONY: all deps build test test-plain test-tsan test-asan test-chaos stress bench demo install clean format
 
 all: build
 
@@ -19,8 +20,8 @@ build: deps
 	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@$(CMAKE) --build $(BUILD) -j $(JOBS)
 
-test: deps test-plain test-tsan test-asan
-	@echo "make test: all suites passed (plain, thread sanitizer, address+UB sanitizer)"
+test: deps test-plain test-tsan test-asan test-chaos
+	@echo "make test: all suites passed (plain, thread sanitizer, address+UB sanitizer, schedule perturbation)"
 
 test-plain: deps
 	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -37,6 +38,23 @@ test-asan: deps
 	@$(CMAKE) --build build-asan -j $(JOBS)
 	@cd build-asan && ctest --output-on-failure -j $(JOBS)
 
+# Schedule perturbation (src/internal/chaos.h): the pool and stress tests with
+# random yields and sleeps at the pools' race points; the seed is printed.
+CHAOS_TESTS ?= ^(stress_|unit_pool_)
+test-chaos: deps
+	@$(CMAKE) -S . -B build-chaos -DTP_CHAOS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@$(CMAKE) --build build-chaos -j $(JOBS)
+	@cd build-chaos && ctest --output-on-failure -j $(JOBS) -R '$(CHAOS_TESTS)'
+
+# The stress tests for longer (STRESS_ROUNDS times each, fresh seed per round)
+# under perturbation, then once under ThreadSanitizer with perturbation.
+STRESS_ROUNDS ?= 10
+stress: test-chaos
+	@$(CMAKE) -S . -B build-chaos-tsan -DTP_CHAOS=ON -DTP_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@$(CMAKE) --build build-chaos-tsan -j $(JOBS)
+	@bash scripts/stress.sh build-chaos $(STRESS_ROUNDS)
+	@bash scripts/stress.sh build-chaos-tsan 1
+
 bench: deps
 	@$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DTP_BUILD_BENCH=ON -DTP_BUILD_TESTS=OFF >/dev/null
 	@$(CMAKE) --build build-bench -j $(JOBS)
@@ -52,4 +70,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-tsan build-asan build-bench
+	rm -rf $(BUILD) build-tsan build-asan build-bench build-chaos build-chaos-tsan

@@ -4,7 +4,9 @@
 #   tests/stress/<module>_<case>.c  -> stress_<module>_<case> (args: THREADS SCALE ITER)
 #   tests/cli/<case>.sh             -> cli_<case>             (env TRIPOOL=path of the command)
 # A test file may set its timeout with a first-20-lines comment "TP_TEST_TIMEOUT: <seconds>".
-if(TP_SANITIZE STREQUAL "")
+if(TP_SANITIZE STREQUAL "" AND TP_CHAOS)
+  set(TP_TEST_ENV "TP_TEST_SANITIZER=chaos")
+elseif(TP_SANITIZE STREQUAL "")
   set(TP_TEST_ENV "TP_TEST_SANITIZER=none")
 else()
   set(TP_TEST_ENV "TP_TEST_SANITIZER=${TP_SANITIZE}")
