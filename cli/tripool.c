@@ -32,6 +32,9 @@
 #include "tripool/metrics.h"
 #include "tripool/obs.h"
 
+#include "parse.h"
+#include "sumfile.h"
+
 #define EXIT_USAGE 2
 
 static const char *prog = "tripool";
@@ -114,69 +117,6 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg) {
 
 /* ---- parsing helpers ----------------------------------------------------- */
 
-/* "4M", "512k", "1GiB", "100" -> bytes. */
-static bool parse_size(const char *s, uint64_t *out) {
-    if (!s || !*s || *s == '-') return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s) return false;
-    unsigned shift = 0;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        shift = 10;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        break;
-    case 't':
-    case 'T':
-        shift = 40;
-        break;
-    case '\0':
-        break;
-    default:
-        return false;
-    }
-    if (shift) {
-        end++;
-        if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0 || strcmp(end, "b") == 0)
-            end += strlen(end);
-    } else if (strcmp(end, "B") == 0) {
-        end++;
-    }
-    if (*end) return false;
-    if (shift && v > (UINT64_MAX >> shift)) return false;
-    *out = (uint64_t)v << shift;
-    return true;
-}
-
-static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < (long)lo || v > (long)hi) return false;
-    *out = (unsigned)v;
-    return true;
-}
-
-static bool parse_int(const char *s, int lo, int hi, int *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
-}
-
 static bool parse_alg(const char *s, tp_hash_alg *a) {
     static const struct {
         const char *n;
@@ -190,22 +130,6 @@ static bool parse_alg(const char *s, tp_hash_alg *a) {
             return true;
         }
     return false;
-}
-
-static const char *alg_tag(tp_hash_alg a) {
-    switch (a) {
-    case TP_HASH_XXH3:
-        return "XXH3";
-    case TP_HASH_XXH128:
-        return "XXH128";
-    case TP_HASH_XXH64:
-        return "XXH64";
-    case TP_HASH_XXH32:
-        return "XXH32";
-    case TP_HASH_CRC32C:
-        return "CRC32C";
-    }
-    return "?";
 }
 
 /* ---- options ---------------------------------------------------------------- */
@@ -278,21 +202,21 @@ static int parse_args(struct opts *o, int argc, char **argv) {
             return -1;
         } else if (strcmp(name, "-j") == 0 || strcmp(name, "--jobs") == 0) {
             NEED_VAL();
-            if (!parse_uint(val, 1, 4096, &o->eo.workers))
+            if (!tp__parse_uint(val, 1, 4096, &o->eo.workers))
                 return usage_error(cmd, "bad -j value '%s' (1..4096)", val);
         } else if (strcmp(name, "--chunk") == 0) {
             NEED_VAL();
-            if (!parse_size(val, &sz) || sz < 4096 || sz > ((uint64_t)1 << 30))
+            if (!tp__parse_size(val, &sz) || sz < 4096 || sz > ((uint64_t)1 << 30))
                 return usage_error(cmd, "bad --chunk size '%s' (4K..1G)", val);
             o->eo.chunk_size = (size_t)sz;
         } else if (strcmp(name, "--max-mem") == 0) {
             NEED_VAL();
-            if (!parse_size(val, &sz) || sz < 65536 || sz > SIZE_MAX / 2)
+            if (!tp__parse_size(val, &sz) || sz < 65536 || sz > SIZE_MAX / 2)
                 return usage_error(cmd, "bad --max-mem size '%s'", val);
             o->eo.max_mem = (size_t)sz;
         } else if (strcmp(name, "--max-open") == 0) {
             NEED_VAL();
-            if (!parse_uint(val, 1, 1000000, &o->eo.max_open))
+            if (!tp__parse_uint(val, 1, 1000000, &o->eo.max_open))
                 return usage_error(cmd, "bad --max-open value '%s'", val);
         } else if (strcmp(name, "--progress") == 0) {
             NO_VAL();
@@ -338,7 +262,7 @@ static int parse_args(struct opts *o, int argc, char **argv) {
             o->warn = true;
         } else if (is_comp && strcmp(name, "-l") == 0) {
             NEED_VAL();
-            if (!parse_int(val, -131072, 22, &o->job.level) || o->job.level == 0)
+            if (!tp__parse_int(val, -131072, 22, &o->job.level) || o->job.level == 0)
                 return usage_error(cmd, "bad level '%s' (1..22, or negative for fast)", val);
         } else if ((is_comp || is_dec) && strcmp(name, "--rm") == 0) {
             NO_VAL();
@@ -523,11 +447,7 @@ static void on_result(void *arg, const tp_file_result *r) {
     if (strcmp(o->cmd, "hash") == 0) {
         char h[33];
         hex(r->digest, r->digest_len, h);
-        tp_hash_alg a = o->job.alg;
-        if (o->tag || a == TP_HASH_XXH3 || a == TP_HASH_CRC32C)
-            printf("%s (%s) = %s\n", alg_tag(a), r->path, h);
-        else
-            printf("%s  %s\n", h, r->path);
+        tp__sum_print(stdout, o->job.alg, o->tag, h, r->path);
     } else if (strcmp(o->cmd, "count") == 0) {
         printf("%" PRIu64 " %s\n", r->count, r->path);
         s->total_count += r->count;
@@ -545,14 +465,6 @@ struct checklist {
     size_t n, cap;
     unsigned bad_lines;
 };
-
-static bool all_hex(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
-              (s[i] >= 'A' && s[i] <= 'F')))
-            return false;
-    return true;
-}
 
 static int check_add(struct checklist *c, const char *path, size_t plen, const char *hx,
                      size_t hlen, tp_hash_alg a, const char *sumfile, unsigned line) {
@@ -581,53 +493,6 @@ static int check_add(struct checklist *c, const char *path, size_t plen, const c
     return 0;
 }
 
-/* One line of a sum file: "TAG (path) = hex" or "hex  path". */
-static bool parse_sum_line(char *l, const char **path, size_t *plen, const char **hx, size_t *hlen,
-                           tp_hash_alg *a) {
-    static const struct {
-        const char *tag;
-        tp_hash_alg a;
-        size_t hex;
-    } tags[] = {{"XXH3 (", TP_HASH_XXH3, 16},
-                {"XXH128 (", TP_HASH_XXH128, 32},
-                {"XXH64 (", TP_HASH_XXH64, 16},
-                {"XXH32 (", TP_HASH_XXH32, 8},
-                {"CRC32C (", TP_HASH_CRC32C, 8}};
-    for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
-        size_t tl = strlen(tags[i].tag);
-        if (strncmp(l, tags[i].tag, tl) != 0) continue;
-        char *eq = strrchr(l, '=');
-        size_t n = strlen(l);
-        if (!eq || eq < l + tl + 2 || eq[-1] != ' ' || eq[-2] != ')' || eq[1] != ' ') return false;
-        const char *h = eq + 2;
-        size_t hl = (size_t)(l + n - h);
-        if (hl != tags[i].hex || !all_hex(h, hl)) return false;
-        *path = l + tl;
-        *plen = (size_t)(eq - 2 - *path);
-        *hx = h;
-        *hlen = hl;
-        *a = tags[i].a;
-        return *plen > 0;
-    }
-    char *sp = strstr(l, "  ");
-    if (!sp) return false;
-    size_t hl = (size_t)(sp - l);
-    if (!all_hex(l, hl) || !sp[2]) return false;
-    if (hl == 8)
-        *a = TP_HASH_XXH32;
-    else if (hl == 16)
-        *a = TP_HASH_XXH64;
-    else if (hl == 32)
-        *a = TP_HASH_XXH128;
-    else
-        return false;
-    *hx = l;
-    *hlen = hl;
-    *path = sp + 2;
-    *plen = strlen(sp + 2);
-    return true;
-}
-
 static int read_sumfile(struct checklist *c, const char *name, struct opts *o) {
     FILE *f = strcmp(name, "-") == 0 ? stdin : fopen(name, "r");
     if (!f) {
@@ -642,17 +507,15 @@ static int read_sumfile(struct checklist *c, const char *name, struct opts *o) {
         lineno++;
         while (n > 0 && (l[n - 1] == '\n' || l[n - 1] == '\r'))
             l[--n] = 0;
-        const char *p, *h;
-        size_t pl, hl;
-        tp_hash_alg a;
-        if (!parse_sum_line(l, &p, &pl, &h, &hl, &a)) {
+        struct tp__sum_line sl;
+        if (!tp__sum_parse_line(l, &sl)) {
             c->bad_lines++;
             if (o->warn && !o->status)
                 fprintf(stderr, "%s:%u: Error: Improperly formatted checksum line.\n", name,
                         lineno);
             continue;
         }
-        if (check_add(c, p, pl, h, hl, a, name, lineno) != 0) {
+        if (check_add(c, sl.path, sl.path_len, sl.hex, sl.hex_len, sl.alg, name, lineno) != 0) {
             fprintf(stderr, "%s: out of memory\n", prog);
             exit(1);
         }

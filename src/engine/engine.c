@@ -1331,39 +1331,24 @@ static bool plan_frames(struct run *r, struct efile *f, uint64_t **pairs, size_t
     unsigned char foot[TP__SEEK_FOOTER_SIZE];
     int sums = 0;
     long n = -1;
+    uint64_t tstart = 0;
+    size_t tlen = 0;
     if (tp_fd_pread(h, foot, sizeof(foot), f->size - sizeof(foot)) == (ssize_t)sizeof(foot))
-        n = tp__seek_footer_parse(foot, &sums);
-    size_t esz = TP__SEEK_ENTRY_SIZE + (sums ? 4 : 0);
-    if (n <= 0 || (uint64_t)n > f->size / esz) goto out;
-    size_t tsz = (size_t)n * esz;
-    uint64_t table_off = f->size - TP__SEEK_FOOTER_SIZE - tsz;
-    if (table_off < 8) goto out;
-    unsigned char *t = malloc(tsz + 8);
+        n = tp__seek_table_locate(foot, f->size, &sums, &tstart, &tlen);
+    if (n <= 0) goto out;
+    unsigned char *t = malloc(tlen);
     uint64_t *p = malloc((size_t)n * 2 * sizeof(uint64_t));
     if (!t || !p) {
         free(t);
         free(p);
         goto out;
     }
-    uint64_t sum = 0;
     size_t maxpair = (r->e->o.max_mem / 2);
-    if (tp_fd_pread(h, t, tsz + 8, table_off - 8) == (ssize_t)(tsz + 8)) {
-        uint32_t magic =
-            (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
-        ok = magic == TP__SEEK_SKIPPABLE_MAGIC;
-        for (long i = 0; ok && i < n; i++) {
-            const unsigned char *q = t + 8 + (size_t)i * esz;
-            uint64_t cs =
-                (uint64_t)q[0] | (uint64_t)q[1] << 8 | (uint64_t)q[2] << 16 | (uint64_t)q[3] << 24;
-            uint64_t ds =
-                (uint64_t)q[4] | (uint64_t)q[5] << 8 | (uint64_t)q[6] << 16 | (uint64_t)q[7] << 24;
-            p[2 * i] = cs;
-            p[2 * i + 1] = ds;
-            sum += cs;
-            if (cs == 0 || class_of(cs) + class_of(ds) > maxpair)
+    if (tp_fd_pread(h, t, tlen, tstart) == (ssize_t)tlen) {
+        ok = tp__seek_table_parse(t, n, sums, tstart, p) == 0;
+        for (long i = 0; ok && i < n; i++)
+            if (class_of(p[2 * i]) + class_of(p[2 * i + 1]) > maxpair)
                 ok = false; /* too big for the memory bound: decode as a stream */
-        }
-        ok = ok && sum == table_off - 8;
     }
     free(t);
     if (ok) {

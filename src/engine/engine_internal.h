@@ -28,6 +28,21 @@ void tp__seek_table_write(unsigned char *out, const uint32_t *sizes, size_t nfra
  * (>= 0) and sets *checksums, or -EINVAL when it is not a seek table footer. */
 long tp__seek_footer_parse(const unsigned char *footer, int *checksums);
 
+/* Where the seek table of a file of file_size bytes is, from its footer
+ * (the last 9 bytes): the table, from its skippable-frame header to the
+ * footer, is table_len bytes at offset table_start. Returns the number of
+ * frames (> 0) and sets *checksums, or -EINVAL. */
+long tp__seek_table_locate(const unsigned char *footer, uint64_t file_size, int *checksums,
+                           uint64_t *table_start, size_t *table_len);
+
+/* Check the table t (the table_len bytes located above for n frames) and
+ * fill pairs[2*i] = compressed, pairs[2*i+1] = decompressed size of frame i.
+ * Accepts only a table whose frames are all non-empty and tile the file
+ * before the table exactly. Returns 0 or -EINVAL (pairs then partly
+ * written). */
+int tp__seek_table_parse(const unsigned char *t, long n, int checksums, uint64_t table_start,
+                         uint64_t *pairs);
+
 /* Input bytes per compressed chunk such that ZSTD_compressBound of it fits
  * a buffer of chunk bytes. */
 size_t tp__compress_input_len(size_t chunk);

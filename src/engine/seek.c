@@ -51,6 +51,36 @@ long tp__seek_footer_parse(const unsigned char *f, int *checksums) {
     return (long)get32(f);
 }
 
+long tp__seek_table_locate(const unsigned char *footer, uint64_t file_size, int *checksums,
+                           uint64_t *table_start, size_t *table_len) {
+    int sums = 0;
+    long n = tp__seek_footer_parse(footer, &sums);
+    size_t esz = TP__SEEK_ENTRY_SIZE + (sums ? 4 : 0);
+    if (n <= 0 || (uint64_t)n > file_size / esz) return -EINVAL;
+    size_t tsz = (size_t)n * esz;
+    uint64_t entries_off = file_size - TP__SEEK_FOOTER_SIZE - tsz;
+    if (entries_off < 8) return -EINVAL;
+    *checksums = sums;
+    *table_start = entries_off - 8;
+    *table_len = tsz + 8;
+    return n;
+}
+
+int tp__seek_table_parse(const unsigned char *t, long n, int checksums, uint64_t table_start,
+                         uint64_t *pairs) {
+    size_t esz = TP__SEEK_ENTRY_SIZE + (checksums ? 4 : 0);
+    if (get32(t) != TP__SEEK_SKIPPABLE_MAGIC) return -EINVAL;
+    uint64_t sum = 0;
+    for (long i = 0; i < n; i++) {
+        const unsigned char *q = t + 8 + (size_t)i * esz;
+        pairs[2 * i] = get32(q);
+        pairs[2 * i + 1] = get32(q + 4);
+        if (pairs[2 * i] == 0) return -EINVAL;
+        sum += pairs[2 * i];
+    }
+    return sum == table_start ? 0 : -EINVAL;
+}
+
 size_t tp__compress_input_len(size_t chunk) {
     size_t l = chunk - (chunk >> 8) - 128;
     while (l > 1 && ZSTD_COMPRESSBOUND(l) > chunk)
