@@ -3,7 +3,9 @@
 #   tests/unit/<module>_<case>.c    -> unit_<module>_<case>   (links tp_mod_<module>)
 #   tests/stress/<module>_<case>.c  -> stress_<module>_<case> (args: THREADS SCALE ITER)
 #   tests/cli/<case>.sh             -> cli_<case>             (env TRIPOOL=path of the command)
-# A test file may set its timeout with a first-20-lines comment "TP_TEST_TIMEOUT: <seconds>".
+# A test file may set its timeout with a first-20-lines comment "TP_TEST_TIMEOUT: <seconds>",
+# and wrap library calls for fault injection with "TP_TEST_WRAP: sym ..." (ld --wrap: the
+# test defines __wrap_sym and calls __real_sym; the sanitizers' interceptors stay in place).
 if(TP_SANITIZE STREQUAL "" AND TP_CHAOS)
   set(TP_TEST_ENV "TP_TEST_SANITIZER=chaos")
 elseif(TP_SANITIZE STREQUAL "")
@@ -46,6 +48,14 @@ foreach(kind unit stress)
     add_executable(${kind}_${name} ${src})
     target_include_directories(${kind}_${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
     target_link_libraries(${kind}_${name} PRIVATE tp_mod_${m} PkgConfig::CMOCKA Threads::Threads m)
+    file(STRINGS ${src} wraps LIMIT_COUNT 20 REGEX "TP_TEST_WRAP:")
+    if(wraps)
+      string(REGEX REPLACE ".*TP_TEST_WRAP: *" "" wraps "${wraps}")
+      separate_arguments(wraps)
+      foreach(sym ${wraps})
+        target_link_options(${kind}_${name} PRIVATE "-Wl,--wrap=${sym}")
+      endforeach()
+    endif()
     add_test(NAME ${kind}_${name} COMMAND ${kind}_${name})
     tp_test_timeout(${src} t)
     set_tests_properties(${kind}_${name} PROPERTIES TIMEOUT ${t}

@@ -6,7 +6,10 @@
  * after idle_timeout_ns. The queue holds at most queue_cap tasks; when it is
  * full a submit blocks (default), blocks up to a timeout (-ETIMEDOUT), or
  * fails at once (-EAGAIN, nonblocking mode). At most max_blocked submitters
- * may wait at a time; more get -EAGAIN.
+ * may wait at a time; more get -EAGAIN. A blocked submitter is woken as soon
+ * as a slot frees, and blocked submitters get freed slots in the order they
+ * blocked, before any later submit: while one is blocked the queue counts as
+ * full for everyone else (a later non-blocking submit gets -EAGAIN).
  *
  * Close stops intake (-ESHUTDOWN for new submits), runs every accepted task
  * and joins every thread the pool started. No accepted task is lost or run
@@ -15,6 +18,15 @@
  * Failures: a task returning < 0 has failed; it is counted and passed to
  * opts.on_error. C cannot recover from a crash inside a task (SIGSEGV, abort):
  * that ends the process, as it would without the pool.
+ *
+ * Hooks (on_error, observer, on_stuck) and tasks run on the pool's own
+ * threads (or inline on a submitter): there tp_pool_close() and
+ * tp_pool_wait_idle() return -EDEADLK, and tp_pool_destroy() is undefined.
+ *
+ * fork(): the child process has none of the pool's threads. A child that
+ * does not exec must not use or destroy a pool created before the fork (its
+ * memory is simply left); it may create and use new pools. The parent's
+ * pools are unaffected.
  */
 #ifndef TRIPOOL_POOL_H
 #define TRIPOOL_POOL_H
@@ -49,7 +61,8 @@ typedef void (*tp_observer_fn)(void *arg, const char *label, uint64_t queue_wait
 
 /* Stuck-task report: called once per task that has run longer than
  * opts.stuck_threshold_ns, from the pool's watchdog thread, with no pool
- * lock held. worker is the worker's index as shown by tp_pool_dump(). */
+ * lock held. label is the pool's copy (NULL if none), valid during the
+ * call. worker is the worker's index as shown by tp_pool_dump(). */
 typedef void (*tp_stuck_fn)(const char *label, unsigned worker, uint64_t running_ns, void *arg);
 
 typedef struct tp_pool_opts {
@@ -142,8 +155,13 @@ typedef struct tp_task_opts {
     tp_task_fn fn; /* required */
     void *arg;
     tp_ctx *ctx;         /* NULL = none; as tp_submit_ctx() */
-    const char *label;   /* short name shown by dumps, observer, watchdog;
-                          * NOT copied: use a string that outlives the task */
+    const char *label;   /* short name shown by dumps, observer, watchdog.
+                          * Not copied at submit: it must stay valid until
+                          * the task starts (or is skipped, its context
+                          * done). At the start the pool copies its first
+                          * 47 bytes; dumps, on_stuck and the observer see
+                          * that copy, so the string may go as soon as the
+                          * task has started. "" counts as no label. */
     uint64_t timeout_ns; /* how long to wait for room; default TP_FOREVER */
     tp_future **future;  /* if non-NULL, receives a future (NULL on error) */
     /* More fields may be added; always start from tp_task_opts_init(). */
@@ -160,10 +178,13 @@ TP_API TP_MUST_USE int tp_submit_ex(tp_pool *p, const tp_task_opts *o);
  * when the task has none or the caller is not a pool worker. */
 TP_API tp_ctx *tp_task_ctx(void);
 
-/* Stop intake, run every accepted task, join every worker. Returns 0, or
- * -ETIMEDOUT if work remains after timeout_ns: the pool stays closed and
- * close may be called again. Calling close on a closed, drained pool
- * returns 0. Must not be called from one of the pool's own tasks (-EDEADLK). */
+/* Stop intake, run every accepted task, join every worker. Returns 0 once
+ * every accepted task has finished and no thread of the pool is left (also
+ * when no thread could be started: close then runs the queue itself, and
+ * tasks that submitters run inline are waited for), or -ETIMEDOUT if work
+ * remains after timeout_ns: the pool stays closed and close may be called
+ * again. Calling close on a closed, drained pool returns 0. Must not be
+ * called from one of the pool's own tasks or hooks (-EDEADLK). */
 TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns);
 
 /* Close (no time limit) if still open, then free. p may be NULL. Destroying
@@ -179,8 +200,10 @@ TP_API void tp_pool_stats(tp_pool *p, struct tp_pool_stats *out);
  * current task. Returns 0 or -EINVAL (0, < min_workers, absurd). */
 TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers);
 
-/* Wait until the queue is empty and no task runs. Returns 0 or -ETIMEDOUT;
- * -EDEADLK from one of the pool's own tasks (it would wait for itself). */
+/* Wait for a moment at which every task accepted so far has finished (the
+ * queue is empty and no task runs; a task still running is never masked by
+ * others submitted and finished meanwhile). Returns 0 or -ETIMEDOUT; -EDEADLK from one of the pool's
+ * own tasks or hooks (it would wait for itself). */
 TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns);
 
 /* What the pool is doing now, as text: write(arg, line) is called once per
@@ -204,7 +227,9 @@ TP_API TP_MUST_USE int tp_submit_future(tp_pool *p, tp_ctx *c, tp_task_fn fn, vo
  * or -ETIMEDOUT (still pending), or the context's error (-ECANCELED,
  * -ETIMEDOUT) if the task was not run because its context was done. */
 TP_API int tp_future_wait(tp_future *f, uint64_t timeout_ns, int *result);
-/* As tp_future_wait, giving up when wc is done (returns tp_ctx_err(wc)). */
+/* As tp_future_wait, giving up when wc is done (returns tp_ctx_err(wc)).
+ * Sleeps meanwhile, also between wc's deadline and the timer marking wc
+ * done. */
 TP_API int tp_future_wait_ctx(tp_future *f, tp_ctx *wc, int *result);
 TP_API bool tp_future_done(const tp_future *f);
 /* Drop the caller's reference. The task may still be queued or running. */

@@ -171,7 +171,10 @@ TP_API int tp_future_wait_ctx(tp_future *f, tp_ctx *wc, int *result) {
             break;
         }
         if ((rc = tp_ctx_err(wc)) != 0) break;
-        tp__cond_wait_until(&f->cond, &f->mu, deadline);
+        /* Once wc's deadline has passed, the timer marking wc done (and
+         * its callback, future_wake) may still be on its way: sleep until
+         * woken rather than spin on a deadline in the past. */
+        tp__cond_wait_until(&f->cond, &f->mu, deadline > tp__now_ns() ? deadline : TP_FOREVER);
     }
     pthread_mutex_unlock(&f->mu);
     tp_ctx_cb_stop(cb);

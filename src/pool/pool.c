@@ -75,9 +75,16 @@
  * re-read only when that is used up and pos % ENQ_SAMPLE == 0, which keeps
  * the submitters' line in their cache when the ring is near empty.
  *
- * Blocked submitters (ring full) wait on `notfull` under `mu` after
- * counting themselves in `nblocked` (seq_cst) and re-reading deq (seq_cst);
- * a worker reads nblocked (seq_cst) after its deq CAS and signals only then.
+ * Blocked submitters (ring full) queue in arrival order on a FIFO list of
+ * `bwaiter`s under `mu`, each on its own condition variable, after counting
+ * themselves in `nblocked` (seq_cst) and re-reading deq (seq_cst); only the
+ * list's head may push. A worker reads nblocked (seq_cst) after its deq CAS
+ * and, if anyone is blocked, wakes the head for the slot it just freed; a
+ * head that pushed (or gave up) wakes the next one while room is left.
+ * While anyone is blocked, new submits skip the fast path and queue behind
+ * (a non-blocking or zero-timeout submit gets -EAGAIN): room that frees
+ * goes to the blocked submitters first, in order, so a fast submitter
+ * cannot starve them and none sleeps while a slot is free for it.
  *
  * Counters. Each worker owns its completed/failed/canceled counters (single
  * writer, relaxed); a worker that exits folds them into the pool's retired
@@ -101,6 +108,7 @@
 #include "pool/pool_internal.h"
 
 #include "internal/atomic.h"
+#include "internal/chaos.h"
 #include "internal/os.h"
 #include "internal/probes.h"
 
@@ -109,6 +117,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Sizes below (ring bytes = queue_cap x 32, up to 2^30 slots) assume a
+ * 64-bit size_t; tripool refuses to build for 32-bit targets. */
+_Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8, "tripool needs a 64-bit target");
 
 #define CLOSED_BIT (UINT64_C(1) << 63)
 #define SPIN1 (UINT64_C(1) << 32)
@@ -136,6 +148,10 @@
 
 enum { W_IDLE = 0, W_RUNNING = 1, W_EXITING = 2 };
 
+/* Bytes of a task's label the pool keeps (NUL included); pool.h says 47. */
+#define LABEL_MAX 48
+#define LABEL_WORDS (LABEL_MAX / 8)
+
 typedef struct slot {
     _Atomic uint64_t seq;
     tp_task_fn fn; /* fn/arg/t_enq: published by seq (release/acquire) */
@@ -150,7 +166,12 @@ typedef struct worker {
     _Atomic uint64_t failed;
     _Atomic uint64_t canceled;
     _Atomic int state;
-    _Atomic(const char *) label;
+    /* The running task's label, copied at its start so that readers never
+     * touch the caller's string after the task (a seqlock: lseq is odd
+     * while the worker writes, readers retry). All zero = no label. */
+    _Atomic uint32_t lseq;
+    _Atomic uint64_t lwords[LABEL_WORDS];
+    bool has_label; /* worker-private: lwords hold a label */
     _Atomic uint64_t start_ns; /* of the running task, when timed */
     /* Watchdog only (under mu): start_ns of the last task reported stuck. */
     uint64_t stuck_reported;
@@ -217,7 +238,7 @@ struct tp_pool {
     _Atomic unsigned peak_workers;
 
     TP_CACHE_ALIGNED pthread_mutex_t mu;
-    pthread_cond_t notfull;    /* blocked submitters */
+    struct bwaiter *bw_head, *bw_tail; /* blocked submitters, FIFO */
     pthread_cond_t state_cond; /* wait_idle and close waiters */
     worker *all;
     worker *idle;
@@ -234,7 +255,18 @@ struct tp_pool {
     pthread_cond_t wd_cond;
 };
 
+/* A submitter blocked on a full ring (on its stack, listed under mu). */
+typedef struct bwaiter {
+    pthread_cond_t cond;
+    tp_pool *pool;
+    struct bwaiter *next, *prev;
+} bwaiter;
+
 static _Thread_local worker *tls_worker;
+/* The pool whose task or hook this thread runs outside a worker: a task run
+ * inline by a submitter, or on_stuck on the watchdog (close and wait_idle
+ * from there would wait for the caller itself). */
+static _Thread_local tp_pool *tls_busy_pool;
 static _Thread_local tp_ctx *tls_ctx;
 static _Thread_local uint32_t tls_sample; /* this submitter's pushes, for sampling */
 
@@ -289,6 +321,7 @@ static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
         if (!p->sample_mask || (tls_sample++ & p->sample_mask) == 0) t = tp__now_ns();
         tp__store_relaxed(&s->t_enq, t);
     }
+    TP_CHAOS_POINT("pool.publish"); /* claimed, not yet published */
     /* release: publishes fn/arg/t_enq to the worker that acquires seq. */
     tp__store_release(&s->seq, pos + 1);
     TP_PROBE(task_submit, p, fn);
@@ -361,6 +394,7 @@ static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *
                 }
             }
         }
+        TP_CHAOS_POINT("pool.pop");
         /* seq_cst: pairs with blocked submitters reading deq. The slots
          * pos..pos+k-1 were published and deq == pos means no worker took
          * them since. */
@@ -378,20 +412,16 @@ static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *
         tp__store_release(&s->seq, pos + i + p->cap);
     }
     /* seq_cst: pairs with blocked submitters counting themselves before
-     * re-reading deq. Wake them only once the ring has drained to half:
-     * one wake-up then refills many slots instead of ping-ponging a
-     * sleeping submitter once per task. The ring drains to empty while
-     * anyone is blocked, so some pop always crosses the mark. enq is read
-     * exactly here: it does not move while its submitters are blocked. */
+     * re-reading deq: either the head of the blocked list sees the freed
+     * slot, or we see it counted and wake it for that slot ("blocks while
+     * the queue is full", pool.h). The ring is full while anyone waits, so
+     * this is also where the peak is seen. */
+    TP_CHAOS_POINT("pool.pop_freed");
     if (atomic_load_explicit(&p->nblocked, SEQ_CST)) {
-        uint64_t e = tp__load_acquire(&p->enq) & ~CLOSED_BIT;
-        uint64_t left = e > pos + k ? e - (pos + k) : 0;
-        note_peak(p, left + k);
-        if (left <= p->limit / 2) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->notfull);
-            pthread_mutex_unlock(&p->mu);
-        }
+        note_peak(p, p->limit);
+        pthread_mutex_lock(&p->mu);
+        if (p->bw_head) pthread_cond_signal(&p->bw_head->cond);
+        pthread_mutex_unlock(&p->mu);
     }
     return k;
 }
@@ -441,15 +471,20 @@ static void held_publish(tp_pool *p, worker *w, const popped *t, unsigned n) {
         tp__store_relaxed(&w->batch[i].t_enq, t[i].t_enq);
     }
     uint64_t gen = (tp__load_relaxed(&w->bstate) >> 32) + 1;
-    /* release: a thief that acquires this state reads the entries above. */
-    tp__store_release(&w->bstate, (gen << 32) | n);
     /* seq_cst: the held-batch half of a Dekker pair with park(): count the
      * batch, then look for idle workers; park announces itself idle, then
      * reads nheld. Either the parking worker sees the batch or we see it
      * idle and wake it, so a batch whose owner blocks in a task (maybe on a
      * task of the same batch) is never left with every other worker
-     * asleep. */
+     * asleep. Counted *before* the batch is published: a thief that takes
+     * its last task decrements nheld, which must never run ahead of this
+     * increment (nheld would wrap to UINT_MAX for a moment). A worker that
+     * sees the count before the state just finds nothing to steal yet and
+     * looks again (spin_poll polls nheld). */
     atomic_fetch_add_explicit(&p->nheld, 1, SEQ_CST);
+    TP_CHAOS_POINT("pool.batch_publish");
+    /* release: a thief that acquires this state reads the entries above. */
+    tp__store_release(&w->bstate, (gen << 32) | n);
     uint64_t is = atomic_load_explicit(&p->idle_spin, SEQ_CST);
     if ((is >> 32) == 0 && can_add_worker(p, is)) wake_or_spawn_unless_spinning(p);
 }
@@ -468,10 +503,13 @@ static bool held_take(tp_pool *p, worker *w, popped *out) {
         out->t_enq = tp__load_relaxed(&w->batch[next].t_enq);
         /* The owner refills only an empty batch, with a new generation, so
          * a successful CAS proves the entry read belongs to the state
-         * swapped. acquire on failure: we retry with the new state's
-         * entries. */
+         * swapped. acq_rel on success: release orders our reads of the
+         * entry before the owner's refill (the owner acquires the state
+         * that shows the batch used up before it overwrites entries);
+         * acquire on failure: we retry with the new state's entries. */
+        TP_CHAOS_POINT("pool.steal");
         if (atomic_compare_exchange_weak_explicit(&w->bstate, &st, st + (UINT64_C(1) << 16),
-                                                  memory_order_acquire, memory_order_acquire)) {
+                                                  memory_order_acq_rel, memory_order_acquire)) {
             if (next + 1 == end) tp__sub_relaxed(&p->nheld, 1);
             return true;
         }
@@ -501,8 +539,54 @@ static inline bool work_pending_sc(tp_pool *p) {
     return ring_depth_sc(p) != 0 || atomic_load_explicit(&p->nheld, SEQ_CST) != 0;
 }
 
+/* True on a thread that runs one of p's tasks or hooks. */
+static inline bool on_own_thread(tp_pool *p) {
+    return (tls_worker && tls_worker->pool == p) || tls_busy_pool == p;
+}
+
 static inline bool pool_closed(tp_pool *p) {
     return (tp__load_relaxed(&p->enq) & CLOSED_BIT) != 0;
+}
+
+/* ---- labels (copied per task, see struct worker) ----------------------- */
+
+/* The worker stores the label of the task it starts (NULL: none). */
+static void label_store(worker *w, const char *label) {
+    uint64_t words[LABEL_WORDS] = {0};
+    if (label) memcpy(words, label, strnlen(label, LABEL_MAX - 1));
+    uint32_t q = tp__load_relaxed(&w->lseq);
+    tp__store_relaxed(&w->lseq, q + 1);
+    /* release (each word): a reader that acquires any new word also sees
+     * the odd count stored before it, so it retries. (No fences: TSan does
+     * not model them; on x86 these are plain stores.) */
+    for (unsigned i = 0; i < LABEL_WORDS; i++)
+        tp__store_release(&w->lwords[i], words[i]);
+    /* release: the words above before the even count. */
+    tp__store_release(&w->lseq, q + 2);
+    w->has_label = label != NULL;
+}
+
+/* Copy w's current label into out; "" when none, "?" if w kept changing
+ * it faster than we could read (a reader never blocks the worker). */
+static void label_load(worker *w, char out[LABEL_MAX]) {
+    uint64_t words[LABEL_WORDS];
+    for (int tries = 0; tries < 64; tries++) {
+        /* acquire: pairs with the worker's closing release store. */
+        uint32_t q = tp__load_acquire(&w->lseq);
+        if (q & 1) {
+            tp__cpu_relax();
+            continue;
+        }
+        /* acquire: pairs with the word stores, see label_store(). */
+        for (unsigned i = 0; i < LABEL_WORDS; i++)
+            words[i] = tp__load_acquire(&w->lwords[i]);
+        if (tp__load_relaxed(&w->lseq) == q) {
+            memcpy(out, words, LABEL_MAX);
+            out[LABEL_MAX - 1] = 0;
+            return;
+        }
+    }
+    memcpy(out, "?", 2);
 }
 
 /* ---- workers ------------------------------------------------------------- */
@@ -573,6 +657,7 @@ static int spawn_locked(tp_pool *p) {
 
 /* Give queued work a worker: wake a parked one or spawn below max. */
 static void wake_or_spawn_locked(tp_pool *p) {
+    TP_CHAOS_POINT("pool.wake");
     worker *w = p->idle;
     if (w) {
         idle_remove_locked(p, w);
@@ -623,17 +708,27 @@ static void wake_or_spawn(tp_pool *p) {
     }
     if (stranded) {
         /* Could not start any thread: run the queue here rather than strand
-         * accepted tasks. */
+         * accepted tasks. (A slot claimed but not yet published is run by
+         * its own submitter, which comes here too.) */
         tp_task_fn fn;
         void *arg;
         uint64_t t;
-        while (ring_pop(p, &fn, &arg, &t))
+        bool ran = false;
+        while (ring_pop(p, &fn, &arg, &t)) {
             (void)run_task(p, NULL, fn, arg, t, 0);
+            ran = true;
+        }
+        if (ran) {
+            pthread_mutex_lock(&p->mu);
+            if (p->waiters) pthread_cond_broadcast(&p->state_cond); /* close, wait_idle */
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
 /* After a successful push: make sure some worker will look at the ring. */
 static inline void after_push(tp_pool *p) {
+    TP_CHAOS_POINT("pool.after_push");
     /* seq_cst: second half of the submitter side of the Dekker pair. */
     uint64_t w = atomic_load_explicit(&p->idle_spin, SEQ_CST);
     if (w >> 32) {
@@ -670,6 +765,7 @@ static bool worker_may_leave_locked(tp_pool *p) {
     unsigned n = tp__load_relaxed(&p->nworkers);
     /* seq_cst: worker half of the Dekker pair with after_push(). */
     atomic_store_explicit(&p->nworkers, n - 1, SEQ_CST);
+    TP_CHAOS_POINT("pool.leave");
     if (!work_pending_sc(p)) return true;
     atomic_store_explicit(&p->nworkers, n, SEQ_CST);
     return false;
@@ -696,6 +792,8 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
     const char *label = NULL;
     tp__task *node = NULL;
     tp_ctx *saved_ctx = tls_ctx;
+    tp_pool *saved_busy = tls_busy_pool;
+    if (!w) tls_busy_pool = p; /* inline: this thread now runs p's task */
     uint64_t t0 = 0, t1 = 0;
     int r;
 
@@ -707,10 +805,11 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
         if (node->ctx) {
             int cerr = tp_ctx_err(node->ctx);
             if (cerr) {
+                /* release: see count_finished(). */
                 if (w)
-                    tp__store_relaxed(&w->canceled, tp__load_relaxed(&w->canceled) + 1);
+                    tp__store_release(&w->canceled, tp__load_relaxed(&w->canceled) + 1);
                 else
-                    tp__add_relaxed(&p->inline_canceled, 1);
+                    atomic_fetch_add_explicit(&p->inline_canceled, 1, memory_order_release);
                 if (p->observer && t_enq) /* t_enq 0: sampled out */
                     p->observer(p->observer_arg, label, tp__now_ns() - t_enq, 0, cerr);
                 if (node->fut) tp__future_complete(node->fut, cerr, true);
@@ -723,7 +822,7 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
     /* Sampled out (t_enq 0): no clock reads for this task. */
     bool timed = p->timed && t_enq != 0;
     if (w) {
-        tp__store_relaxed(&w->label, label);
+        if (label || w->has_label) label_store(w, label);
         if (timed) {
             /* A task queued after the previous one ended started no
              * earlier than its submit. */
@@ -747,24 +846,34 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
     note_result(p, w, fn, arg, r);
     if (p->observer && timed) {
         t1 = tp__now_ns();
-        p->observer(p->observer_arg, label, t0 > t_enq ? t0 - t_enq : 0, t1 - t0, r);
+        char copy[LABEL_MAX]; /* the task has ended: its label may be gone */
+        const char *l = label;
+        if (label && w) {
+            label_load(w, copy); /* our own words: never contended */
+            l = copy;
+        }
+        p->observer(p->observer_arg, l, t0 > t_enq ? t0 - t_enq : 0, t1 - t0, r);
     }
     /* Count before completing the future/group: a waiter woken by them
      * (through their mutex, which orders this store before its loads) must
      * find the task in stats.completed. */
+    /* release: a reader that acquires this count also sees the task's
+     * submission counted (see count_finished()). */
     if (w)
-        tp__store_relaxed(&w->completed, tp__load_relaxed(&w->completed) + 1);
+        tp__store_release(&w->completed, tp__load_relaxed(&w->completed) + 1);
     else
-        tp__add_relaxed(&p->inline_completed, 1);
+        atomic_fetch_add_explicit(&p->inline_completed, 1, memory_order_release);
     if (node) {
         if (node->fut) tp__future_complete(node->fut, r, false);
         if (node->group) tp__group_complete(node->group, r);
     }
-    if (!node) return t1;
+    if (!node) goto out;
 free_node:
     if (node->ctx) tp_ctx_release(node->ctx);
     if (node->fut) tp__future_release_ref(node->fut);
     free(node);
+out:
+    tls_busy_pool = saved_busy;
     return t1;
 }
 
@@ -798,6 +907,7 @@ static int park(tp_pool *p, worker *w) {
     w->woken_at = 0;
     /* seq_cst: worker half of the Dekker pair (announce idle, then look). */
     atomic_fetch_add_explicit(&p->idle_spin, 1 - SPIN1, SEQ_CST);
+    TP_CHAOS_POINT("pool.park");
     if (work_pending_sc(p)) {
         idle_remove_locked(p, w);
         tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
@@ -940,14 +1050,66 @@ static void *worker_main(void *arg) {
 
 /* ---- submit -------------------------------------------------------------- */
 
-static void cb_wake_notfull(void *arg) {
-    tp_pool *p = arg;
-    pthread_mutex_lock(&p->mu);
-    pthread_cond_broadcast(&p->notfull);
-    pthread_mutex_unlock(&p->mu);
+/* A blocked submitter's context became done: wake it. */
+static void cb_wake_blocked(void *arg) {
+    bwaiter *bw = arg;
+    pthread_mutex_lock(&bw->pool->mu);
+    pthread_cond_signal(&bw->cond);
+    pthread_mutex_unlock(&bw->pool->mu);
 }
 
-/* The queue was full. Run inline (nested), fail, or block. */
+static void bw_append_locked(tp_pool *p, bwaiter *bw) {
+    bw->next = NULL;
+    bw->prev = p->bw_tail;
+    if (p->bw_tail)
+        p->bw_tail->next = bw;
+    else
+        p->bw_head = bw;
+    p->bw_tail = bw;
+}
+
+static void bw_remove_locked(tp_pool *p, bwaiter *bw) {
+    if (bw->prev)
+        bw->prev->next = bw->next;
+    else
+        p->bw_head = bw->next;
+    if (bw->next)
+        bw->next->prev = bw->prev;
+    else
+        p->bw_tail = bw->prev;
+}
+
+/* Wait in line for room (see DESIGN, blocked submitters). Under mu. */
+static int submit_blocked_locked(tp_pool *p, bwaiter *bw, tp_task_fn fn, void *arg,
+                                 uint64_t deadline, tp_ctx *wctx) {
+    int rc;
+    bw_append_locked(p, bw);
+    /* seq_cst: count ourselves before re-reading deq in ring_push (Dekker
+     * with the worker's deq CAS then nblocked load). */
+    atomic_fetch_add_explicit(&p->nblocked, 1, SEQ_CST);
+    TP_CHAOS_POINT("pool.blocked");
+    for (;;) {
+        rc = p->bw_head == bw ? ring_push(p, fn, arg) : pool_closed(p) ? -ESHUTDOWN : -EAGAIN;
+        if (rc != -EAGAIN) break;
+        if (wctx && (rc = tp_ctx_err(wctx)) != 0) break;
+        if (tp__cond_wait_until(&bw->cond, &p->mu, deadline) == -ETIMEDOUT) {
+            rc = p->bw_head == bw ? ring_push(p, fn, arg) : -EAGAIN;
+            if (rc == -EAGAIN) rc = wctx && tp_ctx_err(wctx) ? tp_ctx_err(wctx) : -ETIMEDOUT;
+            break;
+        }
+    }
+    bw_remove_locked(p, bw);
+    atomic_fetch_sub_explicit(&p->nblocked, 1, SEQ_CST);
+    /* Pass the turn on: the next in line may push if room is left (we
+     * pushed into one freed slot, or left without using it), or must learn
+     * that the pool closed. */
+    if (p->bw_head && (ring_depth_sc(p) < p->limit || pool_closed(p)))
+        pthread_cond_signal(&p->bw_head->cond);
+    return rc;
+}
+
+/* The queue was full, or submitters are blocked on it. Run inline
+ * (nested), fail, or wait in line. */
 static int submit_slow(tp_pool *p, tp_task_fn fn, void *arg, uint64_t deadline, tp_ctx *wctx) {
     int rc;
     if (p->nonblocking || deadline <= tp__now_ns()) {
@@ -955,64 +1117,52 @@ static int submit_slow(tp_pool *p, tp_task_fn fn, void *arg, uint64_t deadline, 
         if (!p->nonblocking && deadline != 0) rc = -ETIMEDOUT;
         goto reject;
     }
-    if (tls_worker && tls_worker->pool == p) {
+    if (on_own_thread(p)) {
         /* A worker waiting for room in its own queue could deadlock. */
         tp__add_relaxed(&p->inline_submitted, 1);
         (void)run_task(p, NULL, fn, arg, p->timed ? tp__now_ns() : 0, 0);
         return 0;
     }
     /* A full ring usually drains within microseconds: one submitter at a
-     * time yields a few times before sleeping. More yielders would only
-     * take CPU from the workers (64 submitters on 2 cores). */
-    if (atomic_fetch_add_explicit(&p->full_yielders, 1, memory_order_relaxed) == 0) {
-        for (int i = 0; i < FULL_YIELDS; i++) {
-            sched_yield();
-            rc = ring_push(p, fn, arg);
-            if (rc != -EAGAIN) break;
+     * time yields a few times before sleeping, unless others already wait
+     * (then it queues behind them). More yielders would only take CPU from
+     * the workers (64 submitters on 2 cores). */
+    rc = -EAGAIN;
+    if (!tp__load_relaxed(&p->nblocked)) {
+        if (atomic_fetch_add_explicit(&p->full_yielders, 1, memory_order_relaxed) == 0) {
+            for (int i = 0; i < FULL_YIELDS && !tp__load_relaxed(&p->nblocked); i++) {
+                sched_yield();
+                rc = ring_push(p, fn, arg);
+                if (rc != -EAGAIN) break;
+            }
         }
-    } else {
-        rc = -EAGAIN;
+        tp__sub_relaxed(&p->full_yielders, 1);
     }
-    tp__sub_relaxed(&p->full_yielders, 1);
     if (rc == 0) {
         after_push(p);
         return 0;
     }
     if (rc != -EAGAIN) goto reject;
+    bwaiter bw = {.pool = p};
+    if ((rc = tp__cond_init_monotonic(&bw.cond)) != 0) goto reject;
     tp_ctx_cb *cb = NULL;
     if (wctx) {
         rc = tp_ctx_err(wctx);
-        if (rc) goto reject;
+        if (rc) goto destroy_cond;
         uint64_t cd = tp_ctx_deadline(wctx);
         if (cd < deadline) deadline = cd;
-        rc = tp_ctx_on_done(wctx, cb_wake_notfull, p, &cb);
-        if (rc) goto reject;
+        rc = tp_ctx_on_done(wctx, cb_wake_blocked, &bw, &cb);
+        if (rc) goto destroy_cond;
     }
     pthread_mutex_lock(&p->mu);
-    if (p->max_blocked && tp__load_relaxed(&p->nblocked) >= p->max_blocked) {
-        pthread_mutex_unlock(&p->mu);
+    if (p->max_blocked && tp__load_relaxed(&p->nblocked) >= p->max_blocked)
         rc = -EAGAIN;
-        goto stop_cb;
-    }
-    /* seq_cst: count ourselves before re-reading deq in ring_push (Dekker
-     * with the worker's deq CAS then nblocked load). */
-    atomic_fetch_add_explicit(&p->nblocked, 1, SEQ_CST);
-    for (;;) {
-        rc = ring_push(p, fn, arg);
-        if (rc != -EAGAIN) break;
-        if (wctx && (rc = tp_ctx_err(wctx)) != 0) break;
-        if (tp__cond_wait_until(&p->notfull, &p->mu, deadline) == -ETIMEDOUT) {
-            rc = ring_push(p, fn, arg);
-            if (rc == -EAGAIN) rc = wctx && tp_ctx_err(wctx) ? tp_ctx_err(wctx) : -ETIMEDOUT;
-            break;
-        }
-    }
-    unsigned left = atomic_fetch_sub_explicit(&p->nblocked, 1, SEQ_CST) - 1;
-    if (rc != 0 && left && ring_depth_sc(p) < p->limit)
-        pthread_cond_signal(&p->notfull); /* pass on a wake-up we may have eaten */
+    else
+        rc = submit_blocked_locked(p, &bw, fn, arg, deadline, wctx);
     pthread_mutex_unlock(&p->mu);
-stop_cb:
-    if (cb) tp_ctx_cb_stop(cb);
+    if (cb) tp_ctx_cb_stop(cb); /* waits for a running callback: bw stays valid */
+destroy_cond:
+    pthread_cond_destroy(&bw.cond);
     if (rc == 0) {
         after_push(p);
         return 0;
@@ -1023,14 +1173,20 @@ reject:
 }
 
 static int submit_common(tp_pool *p, tp_task_fn fn, void *arg, uint64_t deadline, tp_ctx *wctx) {
-    int rc = ring_push(p, fn, arg);
-    if (__builtin_expect(rc == 0, 1)) {
-        after_push(p);
-        return 0;
-    }
-    if (rc == -ESHUTDOWN) {
+    /* Blocked submitters go first (see DESIGN); the line is read-mostly. */
+    if (__builtin_expect(!tp__load_relaxed(&p->nblocked), 1)) {
+        int rc = ring_push(p, fn, arg);
+        if (__builtin_expect(rc == 0, 1)) {
+            after_push(p);
+            return 0;
+        }
+        if (rc == -ESHUTDOWN) {
+            tp__add_relaxed(&p->rejected, 1);
+            return rc;
+        }
+    } else if (pool_closed(p)) {
         tp__add_relaxed(&p->rejected, 1);
-        return rc;
+        return -ESHUTDOWN;
     }
     return submit_slow(p, fn, arg, deadline, wctx);
 }
@@ -1096,7 +1252,7 @@ TP_API tp_ctx *tp_task_ctx(void) {
 /* ---- watchdog ------------------------------------------------------------ */
 
 typedef struct stuck_rec {
-    const char *label;
+    char label[LABEL_MAX]; /* a copy: the task may end before on_stuck runs */
     unsigned id;
     uint64_t running;
 } stuck_rec;
@@ -1107,6 +1263,7 @@ static void *watchdog_main(void *arg) {
     if (period < TP_NSEC_PER_MSEC) period = TP_NSEC_PER_MSEC;
     if (period > TP_NSEC_PER_SEC) period = TP_NSEC_PER_SEC;
     stuck_rec recs[16];
+    tls_busy_pool = p; /* on_stuck may not close or wait for p */
     pthread_mutex_lock(&p->mu);
     while (!p->wd_stop) {
         tp__cond_wait_until(&p->wd_cond, &p->mu, tp__deadline_after(period));
@@ -1126,14 +1283,18 @@ static void *watchdog_main(void *arg) {
                     break;
                 }
                 w->stuck_reported = st;
-                recs[n++] = (stuck_rec){tp__load_relaxed(&w->label), w->id, now - st};
+                recs[n].id = w->id;
+                recs[n].running = now - st;
+                label_load(w, recs[n].label);
+                n++;
             }
             if (!n) break;
             tp__add_relaxed(&p->stuck, n);
             if (p->on_stuck) {
                 pthread_mutex_unlock(&p->mu);
                 for (size_t i = 0; i < n; i++)
-                    p->on_stuck(recs[i].label, recs[i].id, recs[i].running, p->on_stuck_arg);
+                    p->on_stuck(recs[i].label[0] ? recs[i].label : NULL, recs[i].id,
+                                recs[i].running, p->on_stuck_arg);
                 pthread_mutex_lock(&p->mu);
             }
         }
@@ -1166,7 +1327,6 @@ static void stop_watchdog(tp_pool *p) {
 static void pool_free(tp_pool *p) {
     pthread_cond_destroy(&p->wd_cond);
     pthread_cond_destroy(&p->state_cond);
-    pthread_cond_destroy(&p->notfull);
     pthread_mutex_destroy(&p->mu);
     free(p->ring);
     free(p);
@@ -1229,8 +1389,7 @@ TP_API int tp_pool_create(tp_pool **out, const tp_pool_opts *opts) {
     tp__store_relaxed(&p->max_workers, opts->max_workers);
 
     if ((rc = -pthread_mutex_init(&p->mu, NULL)) != 0) goto err_free_ring;
-    if ((rc = tp__cond_init_monotonic(&p->notfull)) != 0) goto err_mutex;
-    if ((rc = tp__cond_init_monotonic(&p->state_cond)) != 0) goto err_notfull;
+    if ((rc = tp__cond_init_monotonic(&p->state_cond)) != 0) goto err_mutex;
     if ((rc = tp__cond_init_monotonic(&p->wd_cond)) != 0) goto err_state;
 
     if (p->stuck_threshold_ns) {
@@ -1258,8 +1417,6 @@ err_wd:
     pthread_cond_destroy(&p->wd_cond);
 err_state:
     pthread_cond_destroy(&p->state_cond);
-err_notfull:
-    pthread_cond_destroy(&p->notfull);
 err_mutex:
     pthread_mutex_destroy(&p->mu);
 err_free_ring:
@@ -1268,19 +1425,34 @@ err_free_ring:
     return rc;
 }
 
-static bool pool_idle_locked(tp_pool *p) {
-    uint64_t acc =
-        (tp__load_relaxed(&p->enq) & ~CLOSED_BIT) + tp__load_relaxed(&p->inline_submitted);
-    uint64_t fin = p->ret_completed + p->ret_canceled + tp__load_relaxed(&p->inline_completed) +
-                   tp__load_relaxed(&p->inline_canceled);
+/* Tasks finished (run or skipped), under mu. Each count is read with
+ * acquire, pairing with the release that published it: every task counted
+ * here was accepted before the accepted count read *after* this call. */
+static uint64_t count_finished_locked(tp_pool *p) {
+    uint64_t fin = p->ret_completed + p->ret_canceled +
+                   tp__load_acquire(&p->inline_completed) + tp__load_acquire(&p->inline_canceled);
     for (worker *w = p->all; w; w = w->next)
-        fin += tp__load_relaxed(&w->completed) + tp__load_relaxed(&w->canceled);
-    return fin >= acc;
+        fin += tp__load_acquire(&w->completed) + tp__load_acquire(&w->canceled);
+    return fin;
+}
+
+static uint64_t count_accepted(tp_pool *p) {
+    return (tp__load_relaxed(&p->enq) & ~CLOSED_BIT) + tp__load_relaxed(&p->inline_submitted);
+}
+
+/* Every accepted task has finished. Finished first, accepted second: read
+ * the other way round, tasks accepted and finished between the two reads
+ * would mask one still running (the finished total then reaches the
+ * accepted total with that task outstanding). */
+static bool pool_idle_locked(tp_pool *p) {
+    uint64_t fin = count_finished_locked(p);
+    TP_CHAOS_POINT("pool.idle_check");
+    return fin >= count_accepted(p);
 }
 
 TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns) {
     if (!p) return -EINVAL;
-    if (tls_worker && tls_worker->pool == p) return -EDEADLK;
+    if (on_own_thread(p)) return -EDEADLK;
     uint64_t deadline = tp__deadline_after(timeout_ns);
     /* seq_cst: ordered against every submitter's CAS on enq (see DESIGN). */
     atomic_fetch_or_explicit(&p->enq, CLOSED_BIT, SEQ_CST);
@@ -1288,7 +1460,8 @@ TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns) {
     pthread_mutex_lock(&p->mu);
     if (!p->close_started) {
         p->close_started = true;
-        pthread_cond_broadcast(&p->notfull);
+        for (bwaiter *bw = p->bw_head; bw; bw = bw->next)
+            pthread_cond_signal(&bw->cond); /* each sees -ESHUTDOWN */
     }
     /* Wake every parked worker: each drains, then exits. */
     while (p->idle) {
@@ -1298,20 +1471,31 @@ TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns) {
         tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
         pthread_cond_signal(&w->cond);
     }
+    TP_CHAOS_POINT("pool.close");
     if (tp__load_relaxed(&p->nworkers) == 0 && ring_depth_sc(p) != 0 && spawn_locked(p) != 0) {
-        /* No thread to be had: drain here. */
+        /* No thread to be had: drain here. CLOSED is set, so the depth only
+         * falls; a slot claimed but not yet published is waited for (its
+         * submitter is between two stores), not left to be run after we
+         * return. */
         pthread_mutex_unlock(&p->mu);
         tp_task_fn fn;
         void *arg;
         uint64_t t;
-        while (ring_pop(p, &fn, &arg, &t))
-            (void)run_task(p, NULL, fn, arg, t, 0);
+        while (ring_depth_sc(p) != 0) {
+            if (ring_pop(p, &fn, &arg, &t))
+                (void)run_task(p, NULL, fn, arg, t, 0);
+            else
+                sched_yield();
+        }
         pthread_mutex_lock(&p->mu);
     }
+    /* Done when no worker is left, no submitter joins zombies, and every
+     * accepted task has finished: tasks that submitters run inline because
+     * no thread could be started finish outside any worker. */
     p->waiters++;
-    while (tp__load_relaxed(&p->nworkers) > 0 || p->joiners > 0) {
+    while (tp__load_relaxed(&p->nworkers) > 0 || p->joiners > 0 || !pool_idle_locked(p)) {
         if (tp__cond_wait_until(&p->state_cond, &p->mu, deadline) == -ETIMEDOUT &&
-            (tp__load_relaxed(&p->nworkers) > 0 || p->joiners > 0)) {
+            (tp__load_relaxed(&p->nworkers) > 0 || p->joiners > 0 || !pool_idle_locked(p))) {
             rc = -ETIMEDOUT;
             break;
         }
@@ -1398,7 +1582,7 @@ TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers) {
 
 TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns) {
     if (!p) return -EINVAL;
-    if (tls_worker && tls_worker->pool == p) return -EDEADLK;
+    if (on_own_thread(p)) return -EDEADLK;
     uint64_t deadline = tp__deadline_after(timeout_ns);
     int rc = 0;
     pthread_mutex_lock(&p->mu);
@@ -1444,14 +1628,15 @@ TP_API void tp_pool_dump(tp_pool *p, void (*write)(void *arg, const char *line),
         unsigned h = held_count(w);
         held += h;
         int st = tp__load_acquire(&w->state);
-        const char *label = tp__load_relaxed(&w->label);
+        char label[LABEL_MAX];
+        label_load(w, label);
         uint64_t done = tp__load_relaxed(&w->completed) + tp__load_relaxed(&w->canceled);
         if (st == W_RUNNING) {
             char d[32] = "unknown";
             uint64_t s = tp__load_relaxed(&w->start_ns);
             if (p->timed && s && now >= s) fmt_dur(d, sizeof d, now - s);
             snprintf(l, LINE, "%s worker %u running label=%.40s for %s done=%llu held=%u", p->name,
-                     w->id, label ? label : "-", d, (unsigned long long)done, h);
+                     w->id, label[0] ? label : "-", d, (unsigned long long)done, h);
         } else {
             snprintf(l, LINE, "%s worker %u %s done=%llu", p->name, w->id,
                      st == W_EXITING ? "exiting" : "idle", (unsigned long long)done);
