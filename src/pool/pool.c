@@ -655,18 +655,23 @@ static int spawn_locked(tp_pool *p) {
     return 0;
 }
 
+/* Wake the parked worker w (under mu). woken_at: the submit's time when a
+ * submitter wakes it for work (sizes its next spin), else 0. */
+static void wake_parked_locked(tp_pool *p, worker *w, uint64_t woken_at) {
+    idle_remove_locked(p, w);
+    w->wake = true;
+    w->woken_at = woken_at;
+    /* idle -> spinning in one step so no second submitter wakes another
+     * worker for the same task. */
+    tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
+    pthread_cond_signal(&w->cond);
+}
+
 /* Give queued work a worker: wake a parked one or spawn below max. */
 static void wake_or_spawn_locked(tp_pool *p) {
     TP_CHAOS_POINT("pool.wake");
-    worker *w = p->idle;
-    if (w) {
-        idle_remove_locked(p, w);
-        w->wake = true;
-        w->woken_at = tp__now_ns();
-        /* idle -> spinning in one step so no second submitter wakes another
-         * worker for the same task. */
-        tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
-        pthread_cond_signal(&w->cond);
+    if (p->idle) {
+        wake_parked_locked(p, p->idle, tp__now_ns());
         return;
     }
     /* Spawn only for queued work: a submitter whose task was already taken
@@ -693,6 +698,28 @@ static void join_zombies(worker *z) {
     }
 }
 
+/* Run queued tasks on this thread because no worker could be started.
+ * until_empty (close, with CLOSED set so the depth only falls): also wait
+ * for slots claimed but not yet published; otherwise stop at the first
+ * such slot, whose submitter comes here itself. Returns true if it ran
+ * any task. */
+static bool drain_inline(tp_pool *p, bool until_empty) {
+    tp_task_fn fn;
+    void *arg;
+    uint64_t t;
+    bool ran = false;
+    for (;;) {
+        if (ring_pop(p, &fn, &arg, &t)) {
+            (void)run_task(p, NULL, fn, arg, t, 0);
+            ran = true;
+        } else if (until_empty && ring_depth_sc(p) != 0) {
+            sched_yield(); /* a submitter is between claim and publish */
+        } else {
+            return ran;
+        }
+    }
+}
+
 static void wake_or_spawn(tp_pool *p) {
     pthread_mutex_lock(&p->mu);
     wake_or_spawn_locked(p);
@@ -706,23 +733,12 @@ static void wake_or_spawn(tp_pool *p) {
         if (--p->joiners == 0 && p->waiters) pthread_cond_broadcast(&p->state_cond);
         pthread_mutex_unlock(&p->mu);
     }
-    if (stranded) {
-        /* Could not start any thread: run the queue here rather than strand
-         * accepted tasks. (A slot claimed but not yet published is run by
-         * its own submitter, which comes here too.) */
-        tp_task_fn fn;
-        void *arg;
-        uint64_t t;
-        bool ran = false;
-        while (ring_pop(p, &fn, &arg, &t)) {
-            (void)run_task(p, NULL, fn, arg, t, 0);
-            ran = true;
-        }
-        if (ran) {
-            pthread_mutex_lock(&p->mu);
-            if (p->waiters) pthread_cond_broadcast(&p->state_cond); /* close, wait_idle */
-            pthread_mutex_unlock(&p->mu);
-        }
+    /* Could not start any thread: run the queue here rather than strand
+     * accepted tasks. */
+    if (stranded && drain_inline(p, false)) {
+        pthread_mutex_lock(&p->mu);
+        if (p->waiters) pthread_cond_broadcast(&p->state_cond); /* close, wait_idle */
+        pthread_mutex_unlock(&p->mu);
     }
 }
 
@@ -1464,29 +1480,14 @@ TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns) {
             pthread_cond_signal(&bw->cond); /* each sees -ESHUTDOWN */
     }
     /* Wake every parked worker: each drains, then exits. */
-    while (p->idle) {
-        worker *w = p->idle;
-        idle_remove_locked(p, w);
-        w->wake = true;
-        tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
-        pthread_cond_signal(&w->cond);
-    }
+    while (p->idle)
+        wake_parked_locked(p, p->idle, 0);
     TP_CHAOS_POINT("pool.close");
     if (tp__load_relaxed(&p->nworkers) == 0 && ring_depth_sc(p) != 0 && spawn_locked(p) != 0) {
-        /* No thread to be had: drain here. CLOSED is set, so the depth only
-         * falls; a slot claimed but not yet published is waited for (its
-         * submitter is between two stores), not left to be run after we
-         * return. */
+        /* No thread to be had: drain here, to the last claimed slot, so no
+         * task is left to run after we return. */
         pthread_mutex_unlock(&p->mu);
-        tp_task_fn fn;
-        void *arg;
-        uint64_t t;
-        while (ring_depth_sc(p) != 0) {
-            if (ring_pop(p, &fn, &arg, &t))
-                (void)run_task(p, NULL, fn, arg, t, 0);
-            else
-                sched_yield();
-        }
+        (void)drain_inline(p, true);
         pthread_mutex_lock(&p->mu);
     }
     /* Done when no worker is left, no submitter joins zombies, and every
@@ -1557,13 +1558,8 @@ TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers) {
     tp__store_relaxed(&p->max_workers, max_workers);
     /* Shrink: wake surplus parked workers; park() lets them leave. */
     unsigned live = tp__load_relaxed(&p->nworkers);
-    for (unsigned i = max_workers; i < live && p->idle; i++) {
-        worker *w = p->idle;
-        idle_remove_locked(p, w);
-        w->wake = true;
-        tp__add_relaxed(&p->idle_spin, SPIN1 - 1);
-        pthread_cond_signal(&w->cond);
-    }
+    for (unsigned i = max_workers; i < live && p->idle; i++)
+        wake_parked_locked(p, p->idle, 0);
     if (!p->close_started) {
         uint64_t want = ring_depth_sc(p);
         for (worker *w = p->all; w; w = w->next)
