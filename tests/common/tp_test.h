@@ -56,6 +56,20 @@ static inline void tp_test_sleep_ms(unsigned ms)
             tp_test_sleep_ms(1);                                                                   \
     } while (0)
 
+/* A task pool with these worker bounds and queue capacity, the rest default. */
+static inline tp_pool *tp_test_pool(unsigned min_workers, unsigned max_workers, size_t queue_cap)
+{
+    tp_pool_opts o;
+    tp_pool_opts_init(&o);
+    o.min_workers = min_workers;
+    o.max_workers = max_workers;
+    o.queue_cap = queue_cap;
+    tp_pool *p = NULL;
+    assert_int_equal(tp_pool_create(&p, &o), 0);
+    assert_non_null(p);
+    return p;
+}
+
 /* Remove a test's scratch directory and everything in it; 0 on success. */
 static inline int tp_test_rm_rf(const char *dir)
 {

@@ -56,17 +56,6 @@ static int noop(void *arg) {
     return 0;
 }
 
-static tp_pool *make(unsigned min, unsigned max, size_t cap) {
-    tp_pool_opts o;
-    tp_pool_opts_init(&o);
-    o.min_workers = min;
-    o.max_workers = max;
-    o.queue_cap = cap;
-    tp_pool *p = NULL;
-    assert_int_equal(tp_pool_create(&p, &o), 0);
-    return p;
-}
-
 /* A task that blocks until *arg becomes non-zero. */
 static int wait_flag(void *arg) {
     atomic_int *f = arg;
@@ -131,7 +120,7 @@ static int wait_for_submitter(void *arg) {
  * the half-empty mark. */
 static void test_blocked_submitter_wakes_when_a_slot_frees(void **state) {
     (void)state;
-    tp_pool *p = make(0, 1, 4);
+    tp_pool *p = tp_test_pool(0, 1, 4);
     atomic_int open = 0;
     rendezvous r = {0};
     assert_int_equal(tp_submit(p, wait_flag, &open), 0); /* running */
@@ -198,7 +187,7 @@ static void *submit_forever(void *a) {
  * or waking it but letting the later submit overtake. */
 static void test_freed_slot_goes_to_the_blocked_submitter(void **state) {
     (void)state;
-    tp_pool *p = make(0, 1, 4);
+    tp_pool *p = tp_test_pool(0, 1, 4);
     atomic_int open1 = 0, open2 = 0;
     assert_int_equal(tp_submit(p, wait_flag, &open1), 0); /* running */
     struct tp_pool_stats s;
@@ -250,7 +239,7 @@ static void *patient(void *a) {
  * one must get its tasks in within 2 s. */
 static void test_blocked_submitters_are_served_first(void **state) {
     (void)state;
-    tp_pool *p = make(0, 1, 4);
+    tp_pool *p = tp_test_pool(0, 1, 4);
     atomic_int stop = 0;
     fair_arg g = {.p = p, .stop = &stop};
     pthread_t th, pt[2];
@@ -297,7 +286,7 @@ static void *flood(void *a) {
  * running. (The TP_CHAOS build widens that window at "pool.idle_check".) */
 static void test_wait_idle_not_fooled_by_later_tasks(void **state) {
     (void)state;
-    tp_pool *p = make(0, 2, 1024);
+    tp_pool *p = tp_test_pool(0, 2, 1024);
     atomic_int open = 0;
     assert_int_equal(tp_submit(p, wait_flag, &open), 0);
     flood_arg f = {.p = p};
@@ -322,7 +311,7 @@ static void test_wait_idle_not_fooled_by_later_tasks(void **state) {
  * error (counted in stats.rejected)." */
 static void test_ctx_done_counts(void **state) {
     (void)state;
-    tp_pool *p = make(0, 1, 16);
+    tp_pool *p = tp_test_pool(0, 1, 16);
     atomic_int open = 0, ran = 0;
     assert_int_equal(tp_submit(p, wait_flag, &open), 0);
     tp_ctx *c = NULL;
@@ -524,7 +513,7 @@ static int short_sleep(void *arg) {
  * strings are freed) while a dump runs are never read after the end. */
 static void test_dump_label_is_a_copy(void **state) {
     (void)state;
-    tp_pool *p = make(0, 2, 64);
+    tp_pool *p = tp_test_pool(0, 2, 64);
     dump_state d = {0};
     unsigned n = tp_test_scale(400);
     for (unsigned i = 0; i < n; i++) {
@@ -570,7 +559,7 @@ static void block_timer_thread(void *arg) {
  * deadline has passed. */
 static void test_future_wait_ctx_sleeps(void **state) {
     (void)state;
-    tp_pool *p = make(0, 1, 4);
+    tp_pool *p = tp_test_pool(0, 1, 4);
     atomic_int open = 0;
     tp_future *f = NULL;
     assert_int_equal(tp_submit_future(p, NULL, wait_flag, &open, &f), 0);
@@ -609,7 +598,7 @@ static int count_up(void *arg) {
  * the child's new pool runs tasks. */
 static void test_fork_with_live_pool(void **state) {
     (void)state;
-    tp_pool *p = make(0, 2, 256);
+    tp_pool *p = tp_test_pool(0, 2, 256);
     atomic_int ran = 0;
     for (int i = 0; i < 100; i++)
         assert_int_equal(tp_submit(p, count_up, &ran), 0);

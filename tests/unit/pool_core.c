@@ -40,18 +40,6 @@ static void reset(void) {
     atomic_store(&ran, 0);
 }
 
-static tp_pool *make(unsigned min, unsigned max, size_t cap) {
-    tp_pool_opts o;
-    tp_pool_opts_init(&o);
-    o.min_workers = min;
-    o.max_workers = max;
-    o.queue_cap = cap;
-    tp_pool *p = NULL;
-    assert_int_equal(tp_pool_create(&p, &o), 0);
-    assert_non_null(p);
-    return p;
-}
-
 static void test_bad_input(void **state) {
     (void)state;
     tp_pool_opts o;
@@ -101,7 +89,7 @@ static void test_exactly_once(void **state) {
     enum { N = 20000 };
     atomic_int *flags = calloc(N, sizeof *flags);
     assert_non_null(flags);
-    tp_pool *p = make(0, 4, 64); /* small queue: exercises full/blocking */
+    tp_pool *p = tp_test_pool(0, 4, 64); /* small queue: exercises full/blocking */
     for (int i = 0; i < N; i++)
         assert_int_equal(tp_submit(p, count_task, &flags[i]), 0);
     assert_int_equal(tp_pool_close(p, TP_FOREVER), 0);
@@ -143,7 +131,7 @@ static void test_threads_joined(void **state) {
     tp_pool_destroy(p);
 
     /* Lazy start: no thread until work arrives. */
-    p = make(0, 4, 16);
+    p = tp_test_pool(0, 4, 16);
     assert_int_equal(tp__thread_count(), before);
     assert_int_equal(tp_submit(p, noop, NULL), 0);
     assert_int_equal(tp_pool_wait_idle(p, 10 * TP_NSEC_PER_SEC), 0);
@@ -180,7 +168,7 @@ static void test_full_modes(void **state) {
 
     /* Blocking with timeout. */
     reset();
-    p = make(0, 1, 1);
+    p = tp_test_pool(0, 1, 1);
     assert_int_equal(tp_submit(p, gate_task, NULL), 0);
     TP_TEST_WAIT_FOR(atomic_load(&gate_waiting) == 1, 10000);
     assert_int_equal(tp_submit(p, noop, NULL), 0);
@@ -251,7 +239,7 @@ static void test_max_blocked(void **state) {
 static void test_close_semantics(void **state) {
     (void)state;
     reset();
-    tp_pool *p = make(0, 1, 16);
+    tp_pool *p = tp_test_pool(0, 1, 16);
     assert_int_equal(tp_submit(p, gate_task, NULL), 0);
     for (int i = 0; i < 5; i++)
         assert_int_equal(tp_submit(p, noop, NULL), 0);
@@ -280,7 +268,7 @@ static int close_self_task(void *arg) {
 
 static void test_close_from_task(void **state) {
     (void)state;
-    self_pool = make(0, 1, 4);
+    self_pool = tp_test_pool(0, 1, 4);
     atomic_store(&close_rc, 1);
     assert_int_equal(tp_submit(self_pool, close_self_task, NULL), 0);
     assert_int_equal(tp_pool_wait_idle(self_pool, 10 * TP_NSEC_PER_SEC), 0);
@@ -347,7 +335,7 @@ static void test_nested_full(void **state) {
     (void)state;
     atomic_store(&nested_ran, 0);
     atomic_store(&nested_same_thread, 0);
-    tp_pool *p = make(0, 1, 2); /* one worker: it is busy running the parent */
+    tp_pool *p = tp_test_pool(0, 1, 2); /* one worker: it is busy running the parent */
     assert_int_equal(tp_submit(p, nested_parent, p), 0);
     assert_int_equal(tp_pool_wait_idle(p, 10 * TP_NSEC_PER_SEC), 0);
     assert_int_equal(atomic_load(&nested_ran), 10);
@@ -364,7 +352,7 @@ static void test_nested_full(void **state) {
 static void test_resize(void **state) {
     (void)state;
     reset();
-    tp_pool *p = make(0, 1, 64);
+    tp_pool *p = tp_test_pool(0, 1, 64);
     for (int i = 0; i < 4; i++)
         assert_int_equal(tp_submit(p, gate_task, NULL), 0);
     TP_TEST_WAIT_FOR(atomic_load(&gate_waiting) == 1, 10000);
@@ -428,7 +416,7 @@ static void test_idle_expiry(void **state) {
 static void test_wait_idle(void **state) {
     (void)state;
     reset();
-    tp_pool *p = make(0, 2, 16);
+    tp_pool *p = tp_test_pool(0, 2, 16);
     assert_int_equal(tp_pool_wait_idle(p, 0), 0); /* nothing submitted */
     assert_int_equal(tp_submit(p, gate_task, NULL), 0);
     assert_int_equal(tp_pool_wait_idle(p, 20 * TP_NSEC_PER_MSEC), -ETIMEDOUT);
