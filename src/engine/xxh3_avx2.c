@@ -12,7 +12,9 @@
 
 #include "engine/engine_internal.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* GCC only: clang ignores `#pragma GCC target` (xxhash.h then lacks the
+ * AVX2 types); a clang build (make fuzz) uses the library's SSE2 code. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC target("avx2")
 #define XXH_INLINE_ALL
