@@ -9,7 +9,7 @@ CMAKE  ?= cmake
 BUILD  ?= build
 DEMO_DIR ?= demo-data
 
-.PHONY: all deps build test test-plain test-tsan test-asan test-chaos stress bench demo install clean format
+.PHONY: all deps build test test-plain test-tsan test-asan test-chaos stress fuzz bench demo install clean format
 
 all: build
 
@@ -56,6 +56,14 @@ stress: test-chaos
 	@bash scripts/stress.sh build-chaos $(STRESS_ROUNDS)
 	@bash scripts/stress.sh build-chaos-tsan 1
 
+# libFuzzer targets (tests/fuzz/, clang) for FUZZ_SECONDS each; never part of
+# make test, which replays their corpus. See docs/fuzzing.md.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	@$(CMAKE) -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DTP_SANITIZE=fuzz -DTP_WERROR=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@$(CMAKE) --build build-fuzz -j $(JOBS) --target fuzz_all
+	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
 bench: deps
 	@$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DTP_BUILD_BENCH=ON -DTP_BUILD_TESTS=OFF >/dev/null
 	@$(CMAKE) --build build-bench -j $(JOBS)
@@ -71,4 +79,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-tsan build-asan build-bench build-chaos build-chaos-tsan
+	rm -rf $(BUILD) build-tsan build-asan build-bench build-chaos build-chaos-tsan build-fuzz

@@ -85,3 +85,6 @@ foreach(src ${examples})
     ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/LICENSE ${CMAKE_SOURCE_DIR}/CMakeLists.txt)
   set_tests_properties(example_${name} PROPERTIES TIMEOUT 60 ENVIRONMENT "${TP_TEST_ENV}")
 endforeach()
+
+# tests/fuzz/: corpus replays fuzz_<target> (and the libFuzzer build of make fuzz).
+include(${CMAKE_SOURCE_DIR}/cmake/fuzz.cmake)
