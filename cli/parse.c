@@ -6,8 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+/* strtoull and strtol skip blanks and take a sign (strtoull then negates
+ * into a huge value: " -18446744073709486080" was 65536): a number here
+ * starts with a digit, or '-' and a digit where negatives are allowed. */
 bool tp__parse_size(const char *s, uint64_t *out) {
-    if (!s || !*s || *s == '-') return false;
+    if (!s || !is_digit(*s)) return false;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
@@ -49,7 +56,7 @@ bool tp__parse_size(const char *s, uint64_t *out) {
 }
 
 bool tp__parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
-    if (!s || !*s) return false;
+    if (!s || !is_digit(*s)) return false;
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -59,7 +66,7 @@ bool tp__parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
 }
 
 bool tp__parse_int(const char *s, int lo, int hi, int *out) {
-    if (!s || !*s) return false;
+    if (!s || !is_digit(*s == '-' ? s[1] : *s)) return false;
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
