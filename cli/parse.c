@@ -38,6 +38,7 @@ bool tp__parse_size(const char *s, uint64_t *out) {
         shift = 40;
         break;
     case '\0':
+    case 'B': /* bytes: "4096B" (checked below) */
         break;
     default:
         return false;
