@@ -58,8 +58,10 @@ long tp__seek_table_locate(const unsigned char *footer, uint64_t file_size, int 
     size_t esz = TP__SEEK_ENTRY_SIZE + (sums ? 4 : 0);
     if (n <= 0 || (uint64_t)n > file_size / esz) return -EINVAL;
     size_t tsz = (size_t)n * esz;
+    /* header + entries + footer must fit: file_size - footer - tsz would wrap */
+    if (file_size < TP__SEEK_FOOTER_SIZE + 8 || tsz > file_size - TP__SEEK_FOOTER_SIZE - 8)
+        return -EINVAL;
     uint64_t entries_off = file_size - TP__SEEK_FOOTER_SIZE - tsz;
-    if (entries_off < 8) return -EINVAL;
     *checksums = sums;
     *table_start = entries_off - 8;
     *table_len = tsz + 8;
