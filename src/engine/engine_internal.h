@@ -37,8 +37,8 @@ long tp__seek_table_locate(const unsigned char *footer, uint64_t file_size, int 
 
 /* Check the table t (the table_len bytes located above for n frames) and
  * fill pairs[2*i] = compressed, pairs[2*i+1] = decompressed size of frame i.
- * Accepts only a table whose frames are all non-empty and tile the file
- * before the table exactly. Returns 0 or -EINVAL (pairs then partly
+ * Accepts only a table whose skippable-frame size is the table's and whose
+ * frames are all non-empty and tile the file before the table exactly. Returns 0 or -EINVAL (pairs then partly
  * written). */
 int tp__seek_table_parse(const unsigned char *t, long n, int checksums, uint64_t table_start,
                          uint64_t *pairs);

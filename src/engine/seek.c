@@ -72,6 +72,9 @@ int tp__seek_table_parse(const unsigned char *t, long n, int checksums, uint64_t
                          uint64_t *pairs) {
     size_t esz = TP__SEEK_ENTRY_SIZE + (checksums ? 4 : 0);
     if (get32(t) != TP__SEEK_SKIPPABLE_MAGIC) return -EINVAL;
+    /* The skippable frame's size must be the table's: zstd -d skips that
+     * many bytes, and would fail on a file we decoded. */
+    if (get32(t + 4) != (uint64_t)n * esz + TP__SEEK_FOOTER_SIZE) return -EINVAL;
     uint64_t sum = 0;
     for (long i = 0; i < n; i++) {
         const unsigned char *q = t + 8 + (size_t)i * esz;
