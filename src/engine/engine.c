@@ -1634,7 +1634,7 @@ static int plan_file(struct run *r, const struct input *x) {
             c->dst_off = dst_off;
             dst_off += c->dsize;
             in_sz = c->len;
-            out_sz = c->dsize;
+            out_sz = c->dsize ? c->dsize : 1; /* an empty frame still decodes into a buffer */
             if (k == 0 && f->nchunks > 1) { /* several frames: tasks pwrite in place */
                 err = open_output_slot(r, f, c);
                 if (!err) f->pw = true;
