@@ -54,7 +54,7 @@ for t in "${targets[@]}"; do
     before=$(ls "$committed" | wc -l)
     nice -n 19 "$exe" -merge=1 "$committed" "$small" >> "$log" 2>&1
     after=$(ls "$committed" | wc -l)
-    kb=$(du -sk "$SRC/tests/fuzz/corpus" | cut -f1)
+    kb=$(find "$SRC/tests/fuzz/corpus" -type f -printf '%s\n' | awk '{s += $1} END {print int(s / 1024)}')
     if [ "$kb" -gt "$MAXKB" ]; then
         echo "fuzz: corpus would be ${kb} KiB (> $MAXKB): not adding $t's new inputs" >&2
         (cd "$committed" && git ls-files --error-unmatch . >/dev/null 2>&1 &&
