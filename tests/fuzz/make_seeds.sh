@@ -52,6 +52,29 @@ for d in seek decompress; do
     tail -c 40 multi.zst > "$C/$d/seed-multi-tail.zst"
 done
 printf '' > "$C/decompress/seed-empty.zst"
+# Hand-made tables (python3): entries with checksums (descriptor bit 7), a
+# decompressed size that lies, and empty frames (the last two entries of
+# the list: 1 entry, then 2).
+: > nothing && zstd -q -c nothing > empty.zst
+python3 - "$C" multi.zst empty.zst <<'PY'
+import struct, sys
+C, multi, empty = sys.argv[1], open(sys.argv[2], 'rb').read(), open(sys.argv[3], 'rb').read()
+def table(pairs, sums=False):
+    body = b''.join(struct.pack('<II', c, u) + (b'\0\0\0\0' if sums else b'') for c, u in pairs)
+    return (struct.pack('<II', 0x184D2A5E, len(body) + 9) + body + struct.pack('<I', len(pairs)) +
+            bytes([0x80 if sums else 0]) + struct.pack('<I', 0x8F92EAB1))
+n = struct.unpack('<I', multi[-9:-5])[0]
+start = len(multi) - 9 - 8 * n - 8
+pairs = [struct.unpack('<II', multi[start + 8 + 8 * i:start + 16 + 8 * i]) for i in range(n)]
+frames = multi[:start]
+out = {'seed-sums.zst': frames + table(pairs, True),
+       'seed-dsize-lies.zst': frames + table([(c, u + 1) for c, u in pairs]),
+       'crash-empty-frame.zst': empty + table([(len(empty), 0)]),
+       'seed-two-empty-frames.zst': empty + empty + table([(len(empty), 0)] * 2)}
+for d in ('seek', 'decompress'):
+    for name, data in out.items():
+        open(f'{C}/{d}/{name}', 'wb').write(data)
+PY
 
 # metrics: records of (type/label byte, name NUL help NUL [label NUL value NUL]..., 8 value bytes).
 rec() { printf "$@"; }
