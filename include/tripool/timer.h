@@ -53,9 +53,14 @@ TP_API TP_MUST_USE int tp_timers_create(tp_timers **out, const tp_timers_opts *o
 
 /* Stop the thread (waiting for a running callback) and join it, then free the
  * service. Pending timers are dropped without being called; timers that had
- * no handle are freed; handles still held must be given back with
- * tp_timer_cancel() afterwards (it then returns false). Must not be called
- * from a callback of this service. NULL and the default service are ignored. */
+ * no handle are freed; handles still held (pending, fired, or whose callback
+ * was running) must be given back with tp_timer_cancel() afterwards, which
+ * then returns false (true if it won against a concurrent destroy while the
+ * timer was still pending); the service's memory is freed with the last of
+ * them. A tp_timer_cancel() on another thread may run concurrently with
+ * destroy. After destroy returns, t itself must not be used again. Must not
+ * be called from a callback of this service. NULL and the default service
+ * are ignored. */
 TP_API void tp_timers_destroy(tp_timers *t);
 
 /* The process-wide service, started on first call. NULL if its thread could
@@ -75,7 +80,8 @@ TP_API bool tp_timers_realtime(tp_timers *t);
  * means the default service. If out is NULL the timer is fire-and-forget and
  * freed by the service after the call; otherwise *out is a handle that must
  * be given back exactly once with tp_timer_cancel(). Returns 0, -EINVAL
- * (fn NULL or deadline TP_FOREVER), -ENOMEM, -ESHUTDOWN (service destroyed)
+ * (fn NULL or deadline TP_FOREVER), -ENOMEM, -ESHUTDOWN (tp_timers_destroy()
+ * of t has begun, e.g. from a callback running while destroy waits for it)
  * or -EAGAIN (default service could not start). */
 TP_API TP_MUST_USE int tp_timer_add(tp_timers *t, uint64_t deadline_ns, tp_timer_fn fn, void *arg,
                                     tp_timer **out);

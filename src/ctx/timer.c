@@ -32,8 +32,20 @@
  * `running_released` tells the thread not to touch the node again, as an
  * embedded node may be freed by then). FIRED/IDLE -> false at once.
  *
+ * Lifetime: `refs` counts who may still lock the service: 1 for the service
+ * itself until tp_timers_destroy() is done with it, plus 1 per node that
+ * points at it and will be given back - every handle (from tp_timer_add
+ * until tp_timer_cancel) and every started embedded node (from
+ * tp__timer_start until tp__timer_stop). Fire-and-forget nodes hold none:
+ * the service frees them itself. Whoever drops the count to 0 (destroy, or
+ * the last cancel/stop after destroy) frees the service. So a handle that
+ * fired before destroy, whose fn was running during destroy, or that is
+ * cancelled while destroy runs, locks a service that is still allocated;
+ * destroy never writes a node's svc (a canceller reads it without the lock),
+ * it only marks pending nodes IDLE and frees the unowned ones.
+ *
  * Locking: one mutex per service, `lock`, protects every field of the service
- * and every field of its started nodes. Callbacks run without it. There is no
+ * (including `refs`) and every field of its started nodes. Callbacks run without it. There is no
  * other lock here, so no lock order. The default service is published once
  * through an atomic pointer (release on store so its initialised fields are
  * visible to every thread that acquires the pointer) under `default_mu`.
@@ -61,13 +73,14 @@ struct tp_heap_ent {
 };
 
 struct tp_timers {
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* first: tests/unit/ctx_timer_destroy.c relies on it */
     pthread_cond_t wake; /* the service thread sleeps here */
     pthread_cond_t done; /* cancellers wait here for a running fn */
     struct tp_heap_ent *heap;
     size_t n, cap, min_cap;
     uint64_t sleeping_until; /* deadline the thread sleeps for; 0 = awake */
     unsigned done_waiters;
+    size_t refs;             /* see DESIGN: Lifetime */
     bool running_released; /* the running node was given back from its fn */
     bool realtime;         /* the thread got SCHED_FIFO */
     bool started;          /* self and realtime are set */
@@ -231,6 +244,7 @@ static int service_init(tp_timers *s, const tp_timers_opts *o) {
     s->heap = malloc(cap * sizeof(*s->heap));
     if (!s->heap) return -ENOMEM;
     s->cap = s->min_cap = cap;
+    s->refs = 1; /* the service's own, dropped by tp_timers_destroy() */
     int err = pthread_mutex_init(&s->lock, NULL);
     if (err) goto err_free_heap;
     err = tp__cond_init_monotonic(&s->wake);
@@ -317,6 +331,22 @@ bool tp_timers_realtime(tp_timers *s) {
     return rt;
 }
 
+static void service_free(tp_timers *s) {
+    free(s->heap);
+    pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+/* Drop one reference; caller holds s->lock, which this releases. Frees s
+ * when it was the last (no other thread can reach s then). */
+static void service_unref_unlock(tp_timers *s) {
+    bool last = --s->refs == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (last) service_free(s);
+}
+
 void tp_timers_destroy(tp_timers *s) {
     if (!s || s == &default_storage) return;
     pthread_mutex_lock(&s->lock);
@@ -325,18 +355,16 @@ void tp_timers_destroy(tp_timers *s) {
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
 
-    /* The thread is gone: drop what is pending. */
+    /* The thread is gone: drop what is pending. Nodes keep their svc (see
+     * DESIGN: Lifetime); a later cancel or stop finds them IDLE. */
+    pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < s->n; i++) {
         struct tp_timer *tm = s->heap[i].tm;
         tm->state = TP__TIMER_IDLE;
-        tm->svc = NULL;
         if ((tm->flags & TP__TIMER_HEAP) && !(tm->flags & TP__TIMER_HANDLE)) free(tm);
     }
-    free(s->heap);
-    pthread_cond_destroy(&s->done);
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
+    s->n = 0;
+    service_unref_unlock(s);
 }
 
 /* ---- add / cancel --------------------------------------------------------- */
@@ -362,9 +390,14 @@ int tp__timer_start(tp_timers *s, struct tp_timer *tm, uint64_t deadline_ns) {
     if (err) {
         tm->state = TP__TIMER_IDLE;
         tm->svc = NULL;
-    } else if (deadline_ns < s->sleeping_until) {
-        /* The thread sleeps for a later deadline: wake it to re-arm. */
-        pthread_cond_signal(&s->wake);
+    } else {
+        /* A node that will be given back (a handle or an embedded node)
+         * keeps the service's memory until then. */
+        if ((tm->flags & (TP__TIMER_HEAP | TP__TIMER_HANDLE)) != TP__TIMER_HEAP) s->refs++;
+        if (deadline_ns < s->sleeping_until) {
+            /* The thread sleeps for a later deadline: wake it to re-arm. */
+            pthread_cond_signal(&s->wake);
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return err;
@@ -397,10 +430,13 @@ static bool timer_cancel_locked(tp_timers *s, struct tp_timer *tm) {
 bool tp__timer_stop(struct tp_timer *tm) {
     if (!tm) return false;
     tp_timers *s = tm->svc;
-    if (!s) return false; /* never started, or its service was destroyed */
+    if (!s) return false; /* never started, or already stopped */
     pthread_mutex_lock(&s->lock);
     bool stopped = timer_cancel_locked(s, tm);
-    pthread_mutex_unlock(&s->lock);
+    /* Given back: the node no longer holds the service (the running thread
+     * does not touch an embedded node released from its fn). */
+    tm->svc = NULL;
+    service_unref_unlock(s);
     return stopped;
 }
 
@@ -432,16 +468,14 @@ int tp_timer_add_after(tp_timers *s, uint64_t timeout_ns, tp_timer_fn fn, void *
 
 bool tp_timer_cancel(tp_timer *tm) {
     if (!tm) return false;
+    /* Unlocked read: a handle's svc is set before the handle can be used
+     * and never changes (destroy leaves it; see DESIGN: Lifetime). */
     tp_timers *s = tm->svc;
-    if (!s) { /* its service was destroyed */
-        free(tm);
-        return false;
-    }
     pthread_mutex_lock(&s->lock);
     bool stopped = timer_cancel_locked(s, tm);
     /* Still RUNNING here only when called from fn: the thread frees it. */
     bool free_it = tm->state != TP__TIMER_RUNNING;
-    pthread_mutex_unlock(&s->lock);
+    service_unref_unlock(s); /* may free s: the last holder after destroy */
     if (free_it) free(tm);
     return stopped;
 }

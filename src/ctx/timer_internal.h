@@ -35,12 +35,17 @@ struct tp_timer {
 /* Prepare an embedded node. */
 void tp__timer_init(struct tp_timer *tm, tp_timer_fn fn, void *arg);
 
-/* Start an embedded (or re-start an idle) node. t NULL = default service.
- * Returns 0, -EAGAIN (default service unavailable) or -ENOMEM. */
+/* Start an embedded node that is new (tp__timer_init) or stopped. t NULL =
+ * default service. From then on the node keeps the service's memory alive
+ * until tp__timer_stop(), also past tp_timers_destroy(): a started node must
+ * be stopped before its memory goes. Returns 0, -EAGAIN (default service
+ * unavailable), -ESHUTDOWN (service being destroyed) or -ENOMEM. */
 int tp__timer_start(tp_timers *t, struct tp_timer *tm, uint64_t deadline_ns);
 
 /* Stop an embedded node: true if this prevented the call. Waits for a
- * running fn unless called from it. Never frees tm. */
+ * running fn unless called from it. Never frees tm. Gives the node back: a
+ * second stop returns false at once, and the node may be started again.
+ * Not to be called concurrently with another stop or start of the node. */
 bool tp__timer_stop(struct tp_timer *tm);
 
 #endif
