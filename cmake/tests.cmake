@@ -3,6 +3,7 @@
 #   tests/unit/<module>_<case>.c    -> unit_<module>_<case>   (links tp_mod_<module>)
 #   tests/stress/<module>_<case>.c  -> stress_<module>_<case> (args: THREADS SCALE ITER)
 #   tests/cli/<case>.sh             -> cli_<case>             (env TRIPOOL=path of the command)
+#   tests/dl/<module>_<case>.c      -> dl_<module>_<case>     (plain build only, see below)
 # A test file may set its timeout with a first-20-lines comment "TP_TEST_TIMEOUT: <seconds>",
 # and wrap library calls for fault injection with "TP_TEST_WRAP: sym ..." (ld --wrap: the
 # test defines __wrap_sym and calls __real_sym; the sanitizers' interceptors stay in place).
@@ -62,6 +63,23 @@ foreach(kind unit stress)
       ENVIRONMENT "${TP_TEST_ENV};TP_TEST_DATA=${CMAKE_SOURCE_DIR}/tests/data")
   endforeach()
 endforeach()
+
+# tests/dl/<module>_<case>.c -> dl_<module>_<case>: programs that dlopen() the
+# shared library (argv[1] = its path) and link nothing of tripool. The shared
+# library is built only without sanitizers (see CMakeLists.txt), so these run
+# in the plain build only: registered when the tripool_shared target exists.
+if(TARGET tripool_shared)
+  file(GLOB dl_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/dl/*.c)
+  foreach(src ${dl_tests})
+    get_filename_component(name ${src} NAME_WE)
+    add_executable(dl_${name} ${src})
+    add_dependencies(dl_${name} tripool_shared)
+    target_link_libraries(dl_${name} PRIVATE PkgConfig::CMOCKA Threads::Threads ${CMAKE_DL_LIBS})
+    add_test(NAME dl_${name} COMMAND dl_${name} $<TARGET_FILE:tripool_shared>)
+    tp_test_timeout(${src} t)
+    set_tests_properties(dl_${name} PROPERTIES TIMEOUT ${t} ENVIRONMENT "${TP_TEST_ENV}")
+  endforeach()
+endif()
 
 if(TARGET tripool)
   file(GLOB cli_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/*.sh)

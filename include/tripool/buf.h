@@ -31,6 +31,20 @@
  * Ownership: a buffer returned by get belongs to the caller until it is given
  * back exactly once with tp_buf_put() on the same pool. The caller may move
  * it between threads. data[0..cap) is writable; len is the caller's.
+ *
+ * Unloading (dlclose() of libtripool.so): destroy every pool first, and do
+ * not call dlclose() while a thread that used a pool may be inside a tripool
+ * call or exiting. Threads that used a pool may outlive the dlclose(): the
+ * library deletes its thread-exit key when it is unloaded, so their exit runs
+ * no tripool code. What their caches held was freed by tp_bufpool_destroy();
+ * the small per-thread records left (about 1 KiB per pool the thread used,
+ * at most 8 per thread) are then never freed; the unloading thread's own are.
+ * A pool still alive at dlclose() is leaked with its buffers. Do not use the
+ * default timer service (tick_interval_ns with timers NULL, contexts with a
+ * deadline) in a program that unloads the library: its thread runs library
+ * code and never stops (timer.h). glibc (2.36 checked) really unmaps the
+ * library at dlclose() although it uses initial-exec TLS
+ * (tests/dl/buf_dlclose.c checks the whole sequence).
  */
 #ifndef TRIPOOL_BUF_H
 #define TRIPOOL_BUF_H

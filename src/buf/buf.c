@@ -48,7 +48,9 @@
  * caches back under g_mu, and destroy detaches every cache under g_mu, so a
  * pool destroyed before a thread exits leaves only a stale slot that no pool
  * id matches again. These three globals are the one exception to "no
- * globals": thread-exit hooks are per process.
+ * globals": thread-exit hooks are per process. A library destructor
+ * (buf_unload) deletes the key when libtripool.so is unloaded, so a thread
+ * that outlives a dlclose() never calls tls_exit() in unmapped code.
  *
  * Lock order: timer_mu -> tick_mu -> g_mu -> depot[c].mu. wait_mu and dbg_mu are leaves
  * (nothing is taken while holding them).
@@ -175,7 +177,9 @@ struct tp_bufpool {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key;
-static bool g_key_ok;
+/* Set once by key_create, cleared by buf_unload; atomic because an unload at
+ * exit() may overlap a thread still calling tcache_new. */
+static _Atomic bool g_key_ok;
 static _Atomic uint64_t g_next_id = 1;
 
 struct tls_slot {
@@ -193,7 +197,7 @@ static TP_TLS bool tls_keyed;
 static void tls_exit(void *v);
 
 static void key_create(void) {
-    g_key_ok = pthread_key_create(&g_key, tls_exit) == 0;
+    tp__store_relaxed(&g_key_ok, pthread_key_create(&g_key, tls_exit) == 0);
 }
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -468,10 +472,24 @@ static void tls_exit(void *v) {
     pthread_mutex_unlock(&g_mu);
 }
 
+/* Unload (dlclose() of libtripool.so, or exit()): delete the key, so that
+ * threads still alive never run tls_exit() from unmapped code when they
+ * exit. Their caches (already emptied by tp_bufpool_destroy) are then never
+ * freed: see "Unloading" in buf.h. The unloading thread's own caches are
+ * handed back now. g_key_ok stays false: a later use from this instance (a
+ * pool used by an exit handler) runs without thread caches. */
+__attribute__((destructor)) static void buf_unload(void) {
+    if (tp__load_relaxed(&g_key_ok)) {
+        tp__store_relaxed(&g_key_ok, false);
+        pthread_key_delete(g_key);
+    }
+    if (tls_keyed) tls_exit(NULL);
+}
+
 static struct tcache *tcache_new(tp_bufpool *bp) {
     if (!bp->o.thread_cache) return NULL;
     pthread_once(&g_once, key_create);
-    if (!g_key_ok) return NULL;
+    if (!tp__load_relaxed(&g_key_ok)) return NULL;
     if (!tls_keyed) {
         /* Any non-NULL value: it only makes tls_exit() run at thread exit. */
         if (pthread_setspecific(g_key, &tls_list) != 0) return NULL;
