@@ -143,7 +143,9 @@ struct tp_bufpool_stats {
     uint64_t ticks;        /* aging ticks run */
     uint64_t aged;         /* buffers freed by aging */
     uint64_t waits;        /* gets that waited for the in-use cap */
-    uint64_t cap_failures; /* gets refused (over cap, timeout, context done) */
+    uint64_t cap_failures; /* gets refused other than for ENOMEM/EINVAL: over the
+                              in-use cap (EAGAIN, E2BIG), timed out, or their
+                              context done (also when done before the call) */
     size_t outlier_limit;  /* largest class retained by the 95th-percentile rule */
 };
 

@@ -742,7 +742,10 @@ TP_API int tp_buf_get_ctx(tp_bufpool *bp, size_t min_cap, tp_ctx *ctx, tp_buf **
     *out = NULL;
     if (!ctx) ctx = tp_ctx_background();
     int err = tp_ctx_err(ctx);
-    if (err) return err;
+    if (err) { /* refused like a wait that saw the context end (buf.h, cap_failures) */
+        tp__add_relaxed(&bp->cap_failures, 1);
+        return err;
+    }
     if (!bp->o.max_inuse) /* nothing to wait for */
         return get_impl(bp, min_cap, true, 0, NULL, NULL, out);
     tp_ctx_cb *cb = NULL;
