@@ -19,9 +19,12 @@
  * Memory bounds:
  *  - max_retained: idle bytes kept by the pool (depot and thread caches)
  *    never exceed it; a put that would exceed it frees the buffer instead.
- *  - max_inuse (0 = none): bytes handed out at a time. Over it, tp_buf_get()
- *    fails (NULL, errno EAGAIN) or waits (opts.block_on_cap); the _timeout
- *    and _ctx variants wait with a limit.
+ *  - max_inuse (0 = none): bytes handed out at a time, counted in cap bytes
+ *    (the class size, or the page-rounded size of a huge buffer), not in the
+ *    sizes asked for. Over it, tp_buf_get() fails (NULL, errno EAGAIN) or
+ *    waits (opts.block_on_cap); the _timeout and _ctx variants wait with a
+ *    limit. Every put wakes every waiter that now fits (a waiter for a big
+ *    buffer does not hold up one for a small buffer that fits).
  *  - the 95th-percentile rule: once enough gets were seen, buffers whose
  *    class is more than 4x the class of 95% of the gets are not retained.
  *
@@ -110,8 +113,10 @@ typedef struct tp_bufpool_opts {
     uint64_t tick_interval_ns; /* also tick from a timer every interval; default 0 = off */
     tp_timers *timers;         /* service for those ticks; NULL = the default service */
     bool outlier_rule;         /* 95th-percentile rule; default true */
-    uint64_t calibrate_gets;   /* gets between recalibrations; default 10000 */
-    const char *name;          /* label; copied */
+    uint64_t calibrate_gets;   /* a tick recalibrates the rule once at least this many
+                                  gets happened since the last recalibration;
+                                  default 10000 */
+    const char *name;          /* label for messages; its first 31 bytes are copied */
     /* More fields may be added; always start from tp_bufpool_opts_init(). */
 } tp_bufpool_opts;
 
@@ -157,8 +162,9 @@ TP_API TP_MUST_USE int tp_bufpool_create(tp_bufpool **out, const tp_bufpool_opts
 
 /* A buffer with cap >= min_cap, len 0. Returns NULL only on ENOMEM or over
  * the in-use cap, with errno ENOMEM, EAGAIN (over max_inuse, not waiting),
- * E2BIG (min_cap alone exceeds max_inuse) or EINVAL (bp NULL). Waits
- * without a limit over max_inuse when opts.block_on_cap. */
+ * E2BIG (the buffer's cap alone, min_cap rounded up to its class, exceeds
+ * max_inuse: it could never fit) or EINVAL (bp NULL). Waits without a limit
+ * over max_inuse when opts.block_on_cap. */
 TP_API TP_MUST_USE tp_buf *tp_buf_get(tp_bufpool *bp, size_t min_cap);
 
 /* Like tp_buf_get but waits up to timeout_ns for room under max_inuse
@@ -175,12 +181,15 @@ TP_API TP_MUST_USE int tp_buf_get_ctx(tp_bufpool *bp, size_t min_cap, tp_ctx *ct
 /* Give b back. b NULL is ignored. b must come from this pool and not be
  * used after the call. In debug mode a double put, a buffer of another pool
  * or a foreign pointer aborts with a message; in release mode a double put
- * or another pool's buffer is caught when the header is intact, a foreign
- * pointer is undefined behaviour (like free()). */
+ * or another pool's buffer aborts with a message while the buffer is still
+ * retained by the pool (not freed by the caps or aging), a foreign pointer
+ * is undefined behaviour (like free()). In both modes a second put after
+ * the buffer was handed out again cannot be told from the new owner's put. */
 TP_API void tp_buf_put(tp_bufpool *bp, tp_buf *b);
 
-/* Free a buffer without a pool: for buffers still out when their pool was
- * destroyed (they stay valid until freed). */
+/* Free a buffer without a pool: only for buffers still out when their pool
+ * was destroyed (they stay valid until freed). A buffer of a live pool goes
+ * back with tp_buf_put(). */
 TP_API void tp_buf_free(tp_buf *b);
 
 /* Fill *out. Counters are summed over threads without stopping them, so a

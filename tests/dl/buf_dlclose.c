@@ -49,7 +49,7 @@ struct api {
 #define CHECK(cond, code)                                                                          \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                     \
+            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                      \
             _exit(code);                                                                           \
         }                                                                                          \
     } while (0)
