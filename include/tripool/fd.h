@@ -90,7 +90,9 @@ struct tp_fdpool_stats {
                                 or vanished (rotation, deletion) */
     uint64_t waits;          /* acquires that had to wait for a descriptor */
     uint64_t emfile_retries; /* open() failures with EMFILE/ENFILE that were retried */
-    uint64_t failures;       /* acquires that returned an error */
+    uint64_t failures;       /* acquires that returned an error, except argument errors
+                                (-EINVAL, -ENAMETOOLONG); a context done before the
+                                call and -ESHUTDOWN count */
     uint64_t uncached;       /* misses not cached because of min_uses */
     unsigned open;           /* descriptors held now */
     unsigned peak_open;      /* most descriptors held at once */

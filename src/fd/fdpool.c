@@ -526,20 +526,20 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
     int kflags = flags & KEY_FLAGS;
     bool fresh = (flags & (O_TRUNC | O_EXCL)) != 0;
     uint32_t h = key_hash(path, kflags);
-    if (c) {
-        int ce = tp_ctx_err(c);
-        if (ce) return ce;
-    }
     struct acq_wait w = {.timeout_ns = timeout_ns, .c = c};
     int err = 0;
     tp_fd *l = NULL;
 
     pthread_mutex_lock(&fp->mu);
     if (fp->dead) {
+        fp->st_failures++;
         pthread_mutex_unlock(&fp->mu);
         return -ESHUTDOWN;
     }
     fp->calls++;
+    /* A context done already fails at once, even for a cached file; it is
+     * checked under mu so that it counts in st_failures like any refusal. */
+    if (c && (err = tp_ctx_err(c)) != 0) goto out;
     uint64_t now = coarse_now();
     expire_idle(fp, now, EXPIRE_BATCH);
     tp__fd_inotify_drain(fp, now);
@@ -650,6 +650,7 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
         fp->st_misses++;
         break;
     }
+out:
     if (err) fp->st_failures++;
     if (w.cb) { /* stop it before fp may go away (calls keeps fp alive) */
         pthread_mutex_unlock(&fp->mu);
