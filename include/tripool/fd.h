@@ -11,15 +11,22 @@
  * (reference counted): use positional I/O (tp_fd_pread / tp_fd_pwrite), not
  * the shared file offset.
  *
- * Bound: the pool never holds more than max_open descriptors (plus one for
- * inotify when enabled). A miss with max_open open evicts the least
+ * Bound: the pool never holds more than max_open descriptors, its inotify
+ * descriptor included when use_inotify is on (stats.max_open then reports
+ * max_open - 1, the room left for files; with max_open 1 inotify is not
+ * used). Descriptors being opened count from before the open() call. A miss
+ * with max_open open evicts the least
  * recently used idle descriptor; when every descriptor is leased the
  * acquire waits (up to wait_ns / its timeout / its context) or fails with
- * -EMFILE when waiting is off. If open() itself fails with EMFILE/ENFILE
+ * -EMFILE when waiting is off. Every descriptor that becomes idle or is
+ * closed wakes every waiting acquire (each looks again), so no waiter
+ * sleeps while a descriptor is free for it. If open() itself fails with EMFILE/ENFILE
  * (other code in the process holds descriptors), idle descriptors are
  * closed one by one and the open retried before the error is returned.
  *
- * Freshness: an idle descriptor unused for `inactive_ns` is closed. A cached
+ * Freshness: an idle descriptor unused for `inactive_ns` is closed by the
+ * next acquire or release (up to 8 per call) or tp_fdpool_expire(); no
+ * thread runs in the background, so a pool nobody calls keeps them. A cached
  * descriptor older than `valid_ns` since its last check is re-validated on
  * acquire with stat(path): if the path now names another inode (rotation
  * by rename + create) or no file (deleted), the acquire opens the path
@@ -34,12 +41,15 @@
  * the acquire open afresh (never a cache hit); the new descriptor replaces
  * the cached one for later acquires. O_TMPFILE is refused (-EINVAL).
  * Paths are used as given; a relative path is relative to the working
- * directory at open time.
+ * directory at open time. The key is the string: after a chdir(), a cached
+ * relative path keeps naming the file it opened until its next
+ * re-validation (valid_ns, tp_fdpool_invalidate()) finds another inode.
  *
  * Thread safety: every function may be called from any thread. A lease is
  * owned by the caller that acquired it until it is released exactly once.
- * Releasing a lease twice aborts with a message when detected (the lease
- * memory is recycled by later acquires, so detection is best effort).
+ * Releasing a lease twice, or to another pool, aborts with a message when
+ * detected (the lease memory is recycled by later acquires, so detection is
+ * best effort: a lease handed out again in between is not caught).
  */
 #ifndef TRIPOOL_FD_H
 #define TRIPOOL_FD_H
@@ -103,8 +113,10 @@ struct tp_fdpool_stats {
 
 TP_API void tp_fdpool_opts_init(tp_fdpool_opts *o);
 
-/* Create a pool. opts NULL = defaults. Returns 0, -EINVAL (out NULL, absurd
- * max_open), -ENOMEM, or -errno from setrlimit when raise_nofile fails.
+/* Create a pool. opts NULL = defaults. Returns 0, -EINVAL (out NULL,
+ * max_open above 1048576), -ENOMEM, or -errno from setrlimit when
+ * raise_nofile fails. The default max_open is also at most 1048576 (1024
+ * when RLIMIT_NOFILE is unlimited).
  * use_inotify falls back silently (stats.inotify false) if inotify is
  * unavailable. */
 TP_API TP_MUST_USE int tp_fdpool_create(tp_fdpool **out, const tp_fdpool_opts *opts);
@@ -115,8 +127,10 @@ TP_API TP_MUST_USE int tp_fdpool_create(tp_fdpool **out, const tp_fdpool_opts *o
  * Returns 0 or: -EINVAL (NULL argument, empty path, O_TMPFILE),
  * -ENAMETOOLONG (path >= PATH_MAX), -EMFILE (all leased and not waiting, or
  * the process is out of descriptors with nothing idle to close),
- * -ETIMEDOUT (waited wait_ns), -ESHUTDOWN (pool destroyed), or open()'s
- * error (-ENOENT, -EACCES, -EISDIR, ...). On error *out is NULL. */
+ * -ETIMEDOUT (waited wait_ns), -ESHUTDOWN (tp_fdpool_destroy started: to
+ * waiting acquires, and to acquires while leases keep a destroyed pool
+ * alive), or open()'s error (-ENOENT, -EACCES, -EISDIR, -EEXIST for
+ * O_CREAT | O_EXCL, ...). On error *out is NULL. */
 TP_API TP_MUST_USE int tp_fd_acquire(tp_fdpool *fp, const char *path, int flags, mode_t mode,
                                      tp_fd **out);
 
@@ -184,8 +198,9 @@ TP_API void tp_fdpool_stats(tp_fdpool *fp, struct tp_fdpool_stats *out);
  * calling opts.on_leak once per leased descriptor: the pool then takes no
  * new acquires, each outstanding lease stays valid until released, and the
  * release of the last one closes the rest and frees the pool. Returns 0
- * when everything was freed. fp NULL returns 0. Using fp after destroy
- * (other than releasing outstanding leases) is undefined. */
+ * when everything was freed. fp NULL returns 0. After destroy, only
+ * releasing the outstanding leases, and acquires (-ESHUTDOWN) that cannot
+ * race with the last release, are defined. */
 TP_API int tp_fdpool_destroy(tp_fdpool *fp);
 
 /* ---- follower (tail -F) ------------------------------------------------
