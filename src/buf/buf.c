@@ -75,6 +75,7 @@
 #include <sys/mman.h>
 
 #include "internal/atomic.h"
+#include "internal/chaos.h"
 #include "internal/os.h"
 #include "internal/probes.h"
 
@@ -259,6 +260,7 @@ static size_t reserve_units(tp_bufpool *bp, size_t unit, size_t want) {
         uint64_t avail = max > cur ? (max - cur) / unit : 0;
         uint64_t got = avail < want ? avail : want;
         if (!got) return 0;
+        TP_CHAOS_POINT("buf.reserve"); /* read the budget, not yet claimed */
         if (atomic_compare_exchange_weak_explicit(&bp->reserved, &cur, cur + got * unit,
                                                   memory_order_relaxed, memory_order_relaxed)) {
             tp__max_relaxed(&bp->peak_reserved, cur + got * unit);
@@ -372,6 +374,7 @@ static void depot_sync_n(struct depot *d) {
 static tp_buf *depot_take(struct depot *d, size_t max, size_t *got) {
     tp_buf *head = NULL, **tail = &head;
     size_t n = 0;
+    TP_CHAOS_POINT("buf.depot_take");
     pthread_mutex_lock(&d->mu);
     while (n < max && (d->fresh || d->victim)) {
         tp_buf *b;
@@ -397,6 +400,7 @@ static tp_buf *depot_take(struct depot *d, size_t max, size_t *got) {
 
 /* Push a list of n buffers (their credit travels with them). */
 static void depot_give(struct depot *d, tp_buf *head, tp_buf *last, size_t n) {
+    TP_CHAOS_POINT("buf.depot_give"); /* the buffers are in no tier right now */
     pthread_mutex_lock(&d->mu);
     last->tp_next_ = d->fresh;
     d->fresh = head;
@@ -458,6 +462,7 @@ static void tcache_retire(tp_bufpool *bp, struct tcache *tc) {
 
 static void tls_exit(void *v) {
     (void)v;
+    TP_CHAOS_POINT("buf.thread_exit"); /* may race with destroy of a pool it used */
     pthread_mutex_lock(&g_mu);
     struct tcache *tc = tls_list;
     while (tc) {
@@ -496,6 +501,7 @@ static struct tcache *tcache_new(tp_bufpool *bp) {
         tls_keyed = true;
     }
     struct tcache *tc = NULL;
+    TP_CHAOS_POINT("buf.cache_new");
     pthread_mutex_lock(&g_mu);
     int slot = -1;
     for (int i = 0; i < TLS_SLOTS && slot < 0; i++) {
@@ -539,6 +545,7 @@ static bool inuse_try(tp_bufpool *bp, size_t cap) {
     /* seq_cst: one half of the Dekker pair with inuse_release (DESIGN). */
     uint64_t cur = atomic_load(&bp->inuse);
     while (cur + cap <= bp->o.max_inuse) {
+        TP_CHAOS_POINT("buf.cap_claim"); /* room seen, not yet claimed */
         if (atomic_compare_exchange_weak(&bp->inuse, &cur, cur + cap)) return true;
     }
     return false;
@@ -547,6 +554,7 @@ static bool inuse_try(tp_bufpool *bp, size_t cap) {
 static void inuse_release(tp_bufpool *bp, size_t cap) {
     /* seq_cst sub then seq_cst load of waiters: the other half of the pair. */
     atomic_fetch_sub(&bp->inuse, cap);
+    TP_CHAOS_POINT("buf.cap_release"); /* room given back, waiters not yet read */
     if (atomic_load(&bp->waiters)) {
         pthread_mutex_lock(&bp->wait_mu);
         pthread_cond_broadcast(&bp->wait_cv);
@@ -566,9 +574,11 @@ static int inuse_acquire(tp_bufpool *bp, size_t cap, bool nowait, uint64_t deadl
     if (nowait) return -EAGAIN;
     tp__add_relaxed(&bp->waits, 1);
     int err = 0;
+    TP_CHAOS_POINT("buf.wait"); /* failed once, not yet registered as a waiter */
     pthread_mutex_lock(&bp->wait_mu);
     atomic_fetch_add(&bp->waiters, 1); /* seq_cst: Dekker pair */
     for (;;) {
+        TP_CHAOS_POINT("buf.wait_recheck"); /* registered, room not yet re-checked */
         if (inuse_try(bp, cap)) break;
         if (stop && (err = stop(stop_arg)) != 0) break;
         if (tp__cond_wait_until(&bp->wait_cv, &bp->wait_mu, deadline) == -ETIMEDOUT) {
@@ -627,7 +637,8 @@ static int get_impl(tp_bufpool *bp, size_t min_cap, bool nowait, uint64_t deadli
     }
     tp_buf *b = NULL;
     struct tcache *tc = NULL;
-    bool dop = false; /* went to the depot: count it (may tick) at the end */
+    bool dop = false;                  /* went to the depot: count it (may tick) at the end */
+    TP_CHAOS_POINT("buf.get_claimed"); /* room under the cap claimed, no buffer yet */
     if (c != HUGE_C && !bp->o.passthrough) {
         tc = tcache_of(bp);
         if (tc) {
@@ -674,6 +685,7 @@ static int get_impl(tp_bufpool *bp, size_t min_cap, bool nowait, uint64_t deadli
     b->tp_next_ = NULL;
     b->len = 0;
     __atomic_store_n(&b->tp_state_, ST_OUT, __ATOMIC_RELAXED);
+    TP_CHAOS_POINT("buf.get_handout");
     *out = b;
     if (dop) depot_op(bp); /* last: a tick may flush this thread's cache */
     return 0;
@@ -768,6 +780,7 @@ static void check_put(tp_bufpool *bp, tp_buf *b) {
         prev = __atomic_exchange_n(&b->tp_state_, ST_IN, __ATOMIC_RELAXED);
     } else {
         prev = __atomic_load_n(&b->tp_state_, __ATOMIC_RELAXED);
+        TP_CHAOS_POINT("buf.put_check");
         __atomic_store_n(&b->tp_state_, ST_IN, __ATOMIC_RELAXED);
     }
     if (prev != ST_OUT) die("double put (the buffer is already back in the pool)", bp, b);
@@ -812,6 +825,7 @@ static __attribute__((noinline)) void put_slow(tp_bufpool *bp, tp_buf *b) {
         tp__load_relaxed(&bp->dep[c].reserve) == 0)
         keep = false; /* the 95th-percentile rule */
     if (keep && bp->o.thread_cache) tc = tcache_of(bp);
+    TP_CHAOS_POINT("buf.put"); /* cap room given back, buffer not yet retained */
     BUMP(tc, bp, c, puts);
     if (!keep) goto drop;
     if (bp->o.debug) {
@@ -898,6 +912,7 @@ static void calibrate(tp_bufpool *bp) {
 /* Under tick_mu. */
 static size_t tick_locked(tp_bufpool *bp) {
     uint64_t e = tp__add_relaxed(&bp->epoch, 1) + 1;
+    TP_CHAOS_POINT("buf.tick_epoch"); /* new epoch published, depot not yet aged */
     for (int i = 0; i < TLS_SLOTS; i++) {
         if (tls_slots[i].id == bp->id) {
             tcache_age(bp, tls_slots[i].tc, e);
@@ -932,6 +947,7 @@ static size_t tick_locked(tp_bufpool *bp) {
         }
         depot_sync_n(d);
         pthread_mutex_unlock(&d->mu);
+        TP_CHAOS_POINT("buf.tick_class");
         if (nfree) {
             unreserve(bp, nfree * class_size(c));
             release_list(bp, dead);
@@ -971,6 +987,7 @@ static void timer_tick(void *arg) {
     }
     tp_timer *self = bp->timer;
     bp->timer = NULL;
+    TP_CHAOS_POINT("buf.timer_tick");
     tp_bufpool_tick(bp);
     tp_timer_cancel(self); /* from its own callback: gives the handle back */
     tp_timer *next = NULL;
@@ -1009,6 +1026,7 @@ TP_API int tp_bufpool_prewarm(tp_bufpool *bp, size_t size, size_t count, bool po
         head = b;
     }
     struct depot *d = &bp->dep[c];
+    TP_CHAOS_POINT("buf.prewarm_publish"); /* reserved, not yet in the depot */
     pthread_mutex_lock(&d->mu);
     last->tp_next_ = d->fresh;
     d->fresh = head;
@@ -1157,7 +1175,8 @@ TP_API void tp_bufpool_destroy(tp_bufpool *bp) {
     tp_timer *tm = bp->timer;
     bp->timer = NULL;
     pthread_mutex_unlock(&bp->timer_mu);
-    if (tm) tp_timer_cancel(tm); /* waits for a tick that is running */
+    if (tm) tp_timer_cancel(tm);   /* waits for a tick that is running */
+    TP_CHAOS_POINT("buf.destroy"); /* owners of caches may be exiting now */
     /* Detach every thread cache; their owners free the structs later. */
     pthread_mutex_lock(&g_mu);
     for (struct tcache *tc = bp->caches; tc; tc = tc->pnext) {

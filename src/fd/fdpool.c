@@ -54,6 +54,7 @@
  * internals; ctx runs callbacks without its locks, so no cycle.
  */
 #include "fd/fd_internal.h"
+#include "internal/chaos.h"
 #include "internal/probes.h"
 
 #include <assert.h>
@@ -375,6 +376,7 @@ int tp_fdpool_destroy(tp_fdpool *fp) {
     }
     fp->dead = true;
     pthread_cond_broadcast(&fp->cv);
+    TP_CHAOS_POINT("fd.destroy_dead"); /* under mu: waiters woken, not yet left */
     while (fp->calls > 0)
         pthread_cond_wait(&fp->calls_cv, &fp->mu);
     while (fp->lru_tail)
@@ -397,6 +399,7 @@ int tp_fdpool_destroy(tp_fdpool *fp) {
     }
     fp->orphaned = true; /* from now on the last release frees the pool */
     pthread_mutex_unlock(&fp->mu);
+    TP_CHAOS_POINT("fd.destroy_orphaned"); /* a release may free fp any moment now */
     return -EBUSY;
 }
 
@@ -432,6 +435,7 @@ static int open_path(const char *path, int flags, mode_t mode) {
  * sees it. Runs on the cancelling thread, never with fp->mu held. */
 static void ctx_wake(void *arg) {
     tp_fdpool *fp = arg;
+    TP_CHAOS_POINT("fd.ctx_wake");
     pthread_mutex_lock(&fp->mu);
     pthread_cond_broadcast(&fp->cv);
     pthread_mutex_unlock(&fp->mu);
@@ -471,6 +475,7 @@ static int wait_for_slot(tp_fdpool *fp, struct acq_wait *w) {
         if (ce) return ce;
         if (!*cb) {
             pthread_mutex_unlock(&fp->mu);
+            TP_CHAOS_POINT("fd.ctx_register"); /* the context may end right now */
             int rc = tp_ctx_on_done(c, ctx_wake, fp, cb);
             pthread_mutex_lock(&fp->mu);
             if (rc) {
@@ -487,6 +492,7 @@ static int wait_for_slot(tp_fdpool *fp, struct acq_wait *w) {
     fp->nwaiting++;
     int rc = tp__cond_wait_until(&fp->cv, &fp->mu, deadline);
     fp->nwaiting--;
+    TP_CHAOS_POINT("fd.woken"); /* under mu: woken, not yet looked again */
     if (fp->dead) return -ESHUTDOWN;
     if (c && tp_ctx_err(c)) return tp_ctx_err(c);
     return rc;
@@ -530,6 +536,7 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
     int err = 0;
     tp_fd *l = NULL;
 
+    TP_CHAOS_POINT("fd.acquire");
     pthread_mutex_lock(&fp->mu);
     if (fp->dead) {
         fp->st_failures++;
@@ -579,11 +586,13 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
             fp->nopen++;
         }
         pthread_mutex_unlock(&fp->mu);
+        TP_CHAOS_POINT("fd.open_slot"); /* a slot reserved, nothing opened yet */
 
         victim_close(victim);
         struct tp__fd_entry *ne = malloc(sizeof *ne + plen + 1);
         int fd = ne ? open_path(path, flags, mode) : -ENOMEM;
         if (fd < 0) free(ne);
+        TP_CHAOS_POINT("fd.opened"); /* opened; another thread may cache the key first */
 
         pthread_mutex_lock(&fp->mu);
         now = coarse_now();
@@ -654,6 +663,7 @@ out:
     if (err) fp->st_failures++;
     if (w.cb) { /* stop it before fp may go away (calls keeps fp alive) */
         pthread_mutex_unlock(&fp->mu);
+        TP_CHAOS_POINT("fd.ctx_stop");
         tp_ctx_cb_stop(w.cb);
         pthread_mutex_lock(&fp->mu);
     }
@@ -686,6 +696,7 @@ static void die(const char *fn, const char *msg) {
 static void release(tp_fdpool *fp, tp_fd *h, bool uncache, const char *fn) {
     if (!h) return;
     if (!fp) die(fn, "NULL pool");
+    TP_CHAOS_POINT("fd.release");
     pthread_mutex_lock(&fp->mu);
     if (h->magic != LEASE_LIVE) {
         pthread_mutex_unlock(&fp->mu);
@@ -721,6 +732,7 @@ static void release(tp_fdpool *fp, tp_fd *h, bool uncache, const char *fn) {
          * frees the pool itself if this was the last lease. */
         bool last = fp->orphaned && fp->leased == 0;
         pthread_mutex_unlock(&fp->mu);
+        TP_CHAOS_POINT("fd.release_dead");
         if (last) pool_free(fp);
         return;
     }
