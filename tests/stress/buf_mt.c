@@ -3,10 +3,18 @@
  * Buffer pool under contention: THREADS threads get buffers of mixed sizes
  * (waiting on the in-use cap), stamp them, trade them with each other
  * through exchange slots, verify the stamp and put them back, while a monitor
- * ticks and checks the bounds. Invariants: no buffer is handed to two owners
- * at once (stamps intact), reserved bytes never exceed max_retained, in-use
- * bytes never exceed max_inuse, nothing is lost (outstanding 0, gets == puts
- * at the end). Usage: stress_buf_mt [THREADS [SCALE [ITER]]]. */
+ * ticks, prewarms and checks the bounds. Invariants, each checked by the test
+ * itself and not only by the pool's counters:
+ *  - no buffer is handed out twice: a registry of buffers out (CAS 0 -> 1 on
+ *    every get, 1 -> 0 before every put) and stamps at both ends;
+ *  - the in-use cap is never exceeded: the test's own sum of the caps it
+ *    holds (added after get, removed before put) stays <= max_inuse;
+ *  - reserved and retained bytes never exceed max_retained (sampled);
+ *  - every waiter is woken: a phase where every get waits without a limit
+ *    (tp_buf_get with block_on_cap, get_timeout TP_FOREVER, get_ctx NULL)
+ *    must finish; a watchdog fails the test if no get completes for 20 s;
+ *  - nothing is lost: outstanding 0, gets == puts at the end.
+ * Usage: stress_buf_mt [THREADS [SCALE [ITER]]]. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,6 +33,68 @@ static _Atomic uint64_t g_timeouts;
 static unsigned g_iter;
 static bool g_capped; /* set before the monitor starts */
 static size_t g_max_retained = 4u << 20, g_max_inuse = 3u << 20;
+static _Atomic uint64_t g_held_bytes; /* the test's own in-use count */
+static _Atomic uint64_t g_progress;   /* gets completed (watchdog) */
+
+/* Buffers out, by address: 1 while handed out. Open addressing, never
+ * shrinks; the pool recycles a small set of addresses, so it stays small. */
+#define REG_SIZE (1u << 18)
+static struct {
+    _Atomic uintptr_t key;
+    atomic_int out;
+} g_reg[REG_SIZE];
+
+static atomic_int *reg_slot(const tp_buf *b) {
+    uintptr_t k = (uintptr_t)b, h = (k >> 6) * 0x9E3779B97F4A7C15ull;
+    for (unsigned i = 0; i < REG_SIZE; i++) {
+        unsigned j = (unsigned)((h + i) & (REG_SIZE - 1));
+        uintptr_t cur = atomic_load(&g_reg[j].key);
+        if (cur == k) return &g_reg[j].out;
+        if (cur == 0) {
+            uintptr_t z = 0;
+            if (atomic_compare_exchange_strong(&g_reg[j].key, &z, k) || z == k)
+                return &g_reg[j].out;
+        }
+    }
+    return NULL; /* full: not tracked (reported) */
+}
+
+static atomic_int g_untracked;
+
+/* After a get: the buffer must not be out already; counts its cap. */
+static void got(tp_buf *b) {
+    atomic_int *o = reg_slot(b);
+    int zero = 0;
+    if (!o) {
+        atomic_fetch_add(&g_untracked, 1);
+    } else if (!atomic_compare_exchange_strong(o, &zero, 1)) {
+        fprintf(stderr, "buffer %p handed out twice\n", (void *)b);
+        atomic_fetch_add(&g_bad, 1);
+    }
+    uint64_t held = atomic_fetch_add(&g_held_bytes, b->cap) + b->cap;
+    if (g_capped && held > g_max_inuse) {
+        fprintf(stderr, "in-use cap exceeded: the test holds %llu > %zu\n",
+                (unsigned long long)held, g_max_inuse);
+        atomic_fetch_add(&g_bad, 1);
+    }
+    atomic_fetch_add_explicit(&g_progress, 1, memory_order_relaxed);
+}
+
+/* Before a put. */
+static void giving_back(tp_buf *b) {
+    atomic_fetch_sub(&g_held_bytes, b->cap);
+    atomic_int *o = reg_slot(b);
+    int one = 1;
+    if (o && !atomic_compare_exchange_strong(o, &one, 0)) {
+        fprintf(stderr, "buffer %p put but not out\n", (void *)b);
+        atomic_fetch_add(&g_bad, 1);
+    }
+}
+
+static void put(tp_buf *b) {
+    giving_back(b);
+    tp_buf_put(g_bp, b);
+}
 
 struct stamp {
     uint64_t owner, seq;
@@ -83,18 +153,24 @@ static void *worker(void *arg) {
                     stamp(got, id, h[k].seq);
                 }
             } else {
-                tp_buf_put(g_bp, h[k].b);
+                put(h[k].b);
                 h[k].b = NULL;
             }
             continue;
         }
         tp_buf *b = NULL;
-        int err = tp_buf_get_timeout(g_bp, pick_size(&r), 20 * TP_NSEC_PER_MSEC, &b);
+        int err;
+        if (rnd(&r) % 2) { /* tp_buf_get: its inline fast path when uncapped */
+            b = tp_buf_get(g_bp, pick_size(&r));
+            err = b ? 0 : errno == EAGAIN ? -ETIMEDOUT : -errno;
+        } else {
+            err = tp_buf_get_timeout(g_bp, pick_size(&r), 20 * TP_NSEC_PER_MSEC, &b);
+        }
         if (err == -ETIMEDOUT) {
             atomic_fetch_add(&g_timeouts, 1);
             for (int j = 0; j < HOLD; j++) /* back off: free what we hold */
                 if (h[j].b) {
-                    tp_buf_put(g_bp, h[j].b);
+                    put(h[j].b);
                     h[j].b = NULL;
                 }
             continue;
@@ -104,12 +180,75 @@ static void *worker(void *arg) {
             break;
         }
         if (b->len != 0) atomic_fetch_add(&g_bad, 1);
+        got(b);
         h[k].b = b;
         h[k].seq = ++seq;
         stamp(b, id, h[k].seq);
     }
     for (int j = 0; j < HOLD; j++)
-        if (h[j].b) tp_buf_put(g_bp, h[j].b);
+        if (h[j].b) put(h[j].b);
+    return NULL;
+}
+
+/* Every get waits without a limit; one buffer held at a time, so all
+ * threads together can always make progress: a get that never returns is a
+ * lost wake-up. */
+static void *blocker(void *arg) {
+    uint64_t id = (uint64_t)(uintptr_t)arg, r = id * 0x2545F4914F6CDD1Dull + 7;
+    for (unsigned i = 0; i < g_iter; i++) {
+        size_t size = rnd(&r) % 8 == 0 ? (size_t)1 << 20 : pick_size(&r);
+        tp_buf *b = NULL;
+        int err = 0;
+        switch (id % 3) {
+        case 0:
+            b = tp_buf_get(g_bp, size); /* block_on_cap */
+            if (!b) err = -errno;
+            break;
+        case 1:
+            err = tp_buf_get_timeout(g_bp, size, TP_FOREVER, &b);
+            break;
+        default:
+            err = tp_buf_get_ctx(g_bp, size, NULL, &b);
+            break;
+        }
+        if (err || !b) {
+            fprintf(stderr, "blocking get failed: %d\n", err);
+            atomic_fetch_add(&g_bad, 1);
+            break;
+        }
+        got(b);
+        stamp(b, id, i);
+        if (rnd(&r) % 4 == 0) sched_yield();
+        check(b, id, i);
+        put(b);
+    }
+    return NULL;
+}
+
+static atomic_int g_blockers_left;
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    uint64_t last = atomic_load(&g_progress), still = 0;
+    while (atomic_load(&g_blockers_left) > 0) {
+        tp_test_sleep_ms(100);
+        uint64_t now = atomic_load(&g_progress);
+        still = now == last ? still + 1 : 0;
+        last = now;
+        if (still >= 200) { /* 20 s without a single get: someone was not woken */
+            struct tp_bufpool_stats s;
+            tp_bufpool_stats(g_bp, &s);
+            fprintf(stderr, "watchdog: no get for 20 s, %d waiters left, in use %zu of %zu\n",
+                    atomic_load(&g_blockers_left), s.total.inuse_bytes, g_max_inuse);
+            abort();
+        }
+    }
+    return NULL;
+}
+
+static void *blocker_main(void *arg) {
+    blocker(arg);
+    atomic_fetch_sub(&g_blockers_left, 1);
     return NULL;
 }
 
@@ -126,38 +265,49 @@ static void *monitor(void *arg) {
             atomic_fetch_add(&g_bad, 1);
         }
         if (++n % 8 == 0) tp_bufpool_tick(g_bp);
+        if (n % 64 == 0) { /* prewarm races with everything else; may not fit */
+            int rc = tp_bufpool_prewarm(g_bp, (size_t)512 << (n / 64 % 6), 2, false);
+            if (rc != 0 && rc != -ENOSPC) atomic_fetch_add(&g_bad, 1);
+        }
         tp_test_sleep_ms(1);
     }
     return NULL;
 }
 
-static void run(unsigned threads, bool debug, bool inuse_cap) {
+static void run(unsigned threads, bool debug, bool inuse_cap, bool blocking) {
     tp_bufpool_opts o;
     tp_bufpool_opts_init(&o);
     o.max_retained = g_max_retained;
     g_capped = inuse_cap;
     o.max_inuse = inuse_cap ? g_max_inuse : 0; /* without: the lock-free fast path */
+    o.block_on_cap = blocking;
     o.tick_ops = 4096;
     o.debug = debug;
     assert_int_equal(tp_bufpool_create(&g_bp, &o), 0);
     atomic_store(&g_stop, false);
     atomic_store(&g_timeouts, 0);
-    pthread_t mon, t[64];
+    atomic_store(&g_blockers_left, (int)threads);
+    pthread_t mon, dog, t[64];
     assert_int_equal(pthread_create(&mon, NULL, monitor, NULL), 0);
+    if (blocking) assert_int_equal(pthread_create(&dog, NULL, watchdog, NULL), 0);
     for (unsigned i = 0; i < threads; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)), 0);
+        assert_int_equal(pthread_create(&t[i], NULL, blocking ? blocker_main : worker,
+                                        (void *)(uintptr_t)(i + 1)),
+                         0);
     for (unsigned i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
+    if (blocking) pthread_join(dog, NULL);
     atomic_store(&g_stop, true);
     pthread_join(mon, NULL);
     for (int i = 0; i < SLOTS; i++) {
         tp_buf *b = atomic_exchange(&g_slot[i], NULL);
         if (b) {
             check(b, 0, 0);
-            tp_buf_put(g_bp, b);
+            put(b);
         }
     }
     assert_int_equal(atomic_load(&g_bad), 0);
+    assert_int_equal(atomic_load(&g_held_bytes), 0);
     struct tp_bufpool_stats s;
     tp_bufpool_stats(g_bp, &s);
     assert_int_equal(s.total.outstanding, 0);
@@ -165,9 +315,10 @@ static void run(unsigned threads, bool debug, bool inuse_cap) {
     assert_int_equal(s.total.gets, s.total.puts);
     assert_true(s.total.retained_bytes <= g_max_retained);
     assert_true(s.total.hits > 0);
-    printf("threads %u debug %d cap %d: gets %llu hits %.1f%% dropped %llu ticks %llu waits %llu "
+    printf("threads %u debug %d cap %d blocking %d: gets %llu hits %.1f%% dropped %llu ticks %llu "
+           "waits %llu "
            "timeouts %llu peak %zu\n",
-           threads, debug, inuse_cap, (unsigned long long)s.total.gets, 100 * s.hit_ratio,
+           threads, debug, inuse_cap, blocking, (unsigned long long)s.total.gets, 100 * s.hit_ratio,
            (unsigned long long)s.total.dropped, (unsigned long long)s.ticks,
            (unsigned long long)s.waits, (unsigned long long)atomic_load(&g_timeouts),
            s.total.peak_bytes);
@@ -179,10 +330,14 @@ static unsigned g_threads = 4, g_scale = 1, g_base_iter = 60000;
 static void test_stress(void **st) {
     (void)st;
     g_iter = tp_test_scale(g_base_iter * g_scale);
-    run(g_threads, false, true);
-    run(g_threads, false, false);
+    run(g_threads, false, true, false);
+    run(g_threads, false, false, false);
+    g_iter = tp_test_scale(g_base_iter * g_scale / 4);
+    run(g_threads < 3 ? 3 : g_threads, false, true, true); /* all three wait kinds */
     g_iter = tp_test_scale(g_base_iter * g_scale / 10);
-    run(g_threads, true, true);
+    run(g_threads, true, true, false);
+    if (atomic_load(&g_untracked))
+        printf("registry full: %d gets untracked\n", atomic_load(&g_untracked));
 }
 
 int main(int argc, char **argv) {

@@ -3,9 +3,13 @@
  * Stress: THREADS threads acquire/read/release random files (ITER each)
  * from a pool whose max_open is far below the file count, while a rotator
  * renames and recreates files. Invariants: the descriptors held never exceed
- * max_open (sampled from /proc/self/fd), every read returns the content of
- * the file generation it leased (never another file's), every acquire is a
- * hit or a miss, nothing leaks, and destroy wakes blocked waiters.
+ * max_open (sampled from /proc/self/fd, and checked at every acquire: the
+ * distinct descriptors the threads hold leases on never exceed it), no lease
+ * is handed to two threads at once (a registry of leases out), every read
+ * returns the content of the file generation it leased (never another
+ * file's), every waiter is woken (acquires wait at most 10 s and none may
+ * fail), every acquire is a hit or a miss, nothing leaks, and destroy wakes
+ * blocked waiters.
  * Usage: stress_fd_threads [THREADS [SCALE [ITER]]] */
 #include "tp_test.h"
 
@@ -27,6 +31,58 @@ static atomic_bool g_stop;
 static atomic_uint g_ok, g_bad, g_fails;
 static atomic_int g_max_fds;
 static int g_base_fds;
+
+/* Leases held by the threads, per descriptor number, and how many distinct
+ * descriptors that is: raised after an acquire, lowered before a release,
+ * so it never counts more than the pool really holds. One mutex keeps a
+ * descriptor's count and the distinct count consistent with each other. */
+#define FD_LIMIT 4096
+static pthread_mutex_t g_fd_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_fd_leases[FD_LIMIT]; /* g_fd_mu */
+static int g_fds_leased;          /* g_fd_mu */
+static atomic_int g_fds_leased_max;
+#define LEASE_SLOTS 1024
+static _Atomic(tp_fd *) g_leases_out[LEASE_SLOTS]; /* registry of leases out */
+
+static void leased(tp_fd *h) {
+    int fd = tp_fd_get(h);
+    if (fd < 0 || fd >= FD_LIMIT) {
+        atomic_fetch_add(&g_bad, 1);
+        return;
+    }
+    pthread_mutex_lock(&g_fd_mu);
+    if (g_fd_leases[fd]++ == 0 && ++g_fds_leased > atomic_load(&g_fds_leased_max))
+        atomic_store(&g_fds_leased_max, g_fds_leased);
+    pthread_mutex_unlock(&g_fd_mu);
+    /* The same lease must not be out twice. */
+    unsigned free_slot = LEASE_SLOTS;
+    for (unsigned i = 0; i < LEASE_SLOTS; i++) {
+        tp_fd *cur = atomic_load(&g_leases_out[i]);
+        if (cur == h) {
+            fprintf(stderr, "lease %p handed out twice\n", (void *)h);
+            atomic_fetch_add(&g_bad, 1);
+        }
+        if (!cur && free_slot == LEASE_SLOTS) free_slot = i;
+    }
+    for (unsigned i = free_slot; i < LEASE_SLOTS; i++) {
+        tp_fd *z = NULL;
+        if (atomic_compare_exchange_strong(&g_leases_out[i], &z, h)) return;
+    }
+    atomic_fetch_add(&g_bad, 1); /* registry full: more leases than threads */
+}
+
+static void releasing(tp_fd *h) {
+    int fd = tp_fd_get(h);
+    pthread_mutex_lock(&g_fd_mu);
+    if (fd >= 0 && fd < FD_LIMIT && --g_fd_leases[fd] == 0) g_fds_leased--;
+    pthread_mutex_unlock(&g_fd_mu);
+    for (unsigned i = 0; i < LEASE_SLOTS; i++) {
+        tp_fd *cur = h;
+        if (atomic_compare_exchange_strong(&g_leases_out[i], &cur, NULL)) return;
+    }
+    fprintf(stderr, "lease %p released but not out\n", (void *)h);
+    atomic_fetch_add(&g_bad, 1);
+}
 
 static void file_path(char *out, size_t n, unsigned i) {
     snprintf(out, n, "%s/f%u", g_dir, i);
@@ -58,6 +114,7 @@ static void *worker(void *arg) {
             atomic_fetch_add(&g_fails, 1);
             continue;
         }
+        leased(h);
         char buf[32] = {0};
         ssize_t n = tp_fd_pread(h, buf, sizeof buf - 1, 0);
         unsigned fi, gen;
@@ -66,6 +123,7 @@ static void *worker(void *arg) {
         else
             atomic_fetch_add(&g_bad, 1);
         if (k % 7 == 0) sched_yield(); /* hold the lease a little longer */
+        releasing(h);
         tp_fd_release(g_fp, h);
     }
     return NULL;
@@ -99,6 +157,7 @@ static void run_stress(bool inotify) {
     atomic_store(&g_bad, 0);
     atomic_store(&g_fails, 0);
     atomic_store(&g_max_fds, 0);
+    atomic_store(&g_fds_leased_max, 0);
     for (unsigned i = 0; i < NFILES; i++)
         write_gen(i, 0);
     tp_fdpool_opts o;
@@ -135,12 +194,13 @@ static void run_stress(bool inotify) {
     struct tp_fdpool_stats st;
     tp_fdpool_stats(g_fp, &st);
     print_message("fd stress%s: %u threads x %u: ok %u bad %u fails %u; hits %llu misses %llu "
-                  "evictions %llu reopened %llu waits %llu peak_open %u max fds seen %d\n",
+                  "evictions %llu reopened %llu waits %llu peak_open %u max fds seen %d, "
+                  "leased at once %d\n",
                   inotify ? " (inotify)" : "", g_threads, g_iter, atomic_load(&g_ok),
                   atomic_load(&g_bad), atomic_load(&g_fails), (unsigned long long)st.hits,
                   (unsigned long long)st.misses, (unsigned long long)st.evictions,
                   (unsigned long long)st.reopened, (unsigned long long)st.waits, st.peak_open,
-                  atomic_load(&g_max_fds));
+                  atomic_load(&g_max_fds), atomic_load(&g_fds_leased_max));
     assert_int_equal(atomic_load(&g_bad), 0);
     assert_int_equal(atomic_load(&g_fails), 0);
     assert_int_equal(atomic_load(&g_ok), g_threads * g_iter);
@@ -149,6 +209,8 @@ static void run_stress(bool inotify) {
     assert_true(st.peak_open <= MAX_OPEN);
     assert_true(st.inotify == inotify);
     assert_true(atomic_load(&g_max_fds) <= MAX_OPEN);
+    assert_true(atomic_load(&g_fds_leased_max) <= MAX_OPEN);
+    assert_int_equal(g_fds_leased, 0);
     assert_int_equal(tp_fdpool_destroy(g_fp), 0);
     /* Everything closed, the inotify descriptor (in the baseline) too. */
     assert_int_equal(tp__open_fd_count(), g_base_fds - 1 - (inotify ? 1 : 0));
