@@ -13,6 +13,7 @@
  *  "never holds more than max_open descriptors, its inotify descriptor included"
  *      fd_basic test_bound_and_lru; fd_rotation test_rotation_inotify (stats);
  *      here test_bound_includes_inotify; stress fd_threads (sampled /proc/self/fd)
+ *  "use_inotify falls back silently (stats.inotify false)"   here test_inotify_falls_back_silently
  *  "A miss with max_open open evicts the least recently used idle descriptor"
  *      fd_basic test_bound_and_lru
  *  "when every descriptor is leased the acquire waits ... or fails with -EMFILE"
@@ -225,6 +226,39 @@ static void test_bound_includes_inotify(void **state) {
     s = stats(fp);
     assert_false(s.inotify);
     assert_int_equal(s.max_open, 1);
+    assert_int_equal(tp_fdpool_destroy(fp), 0);
+}
+
+/* "use_inotify falls back silently (stats.inotify false) if inotify is
+ * unavailable": here inotify_init1() fails with EMFILE because the process
+ * may not open another descriptor; create still succeeds and the bound is
+ * all for files. */
+static void test_inotify_falls_back_silently(void **state) {
+    (void)state;
+    struct rlimit saved, rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int lowest_free = 0;
+    while (fcntl(lowest_free, F_GETFD) >= 0)
+        lowest_free++;
+    tp_fdpool_opts o;
+    tp_fdpool_opts_init(&o);
+    o.use_inotify = true;
+    o.max_open = 8;
+    rl = saved;
+    rl.rlim_cur = (rlim_t)lowest_free; /* no descriptor can be opened */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    tp_fdpool *fp = NULL;
+    int rc = tp_fdpool_create(&fp, &o);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_int_equal(rc, 0);
+    struct tp_fdpool_stats s = stats(fp);
+    assert_false(s.inotify);
+    assert_int_equal(s.max_open, 8);
+    char p[128];
+    path_of(p, sizeof p, 0);
+    tp_fd *h;
+    assert_int_equal(tp_fd_acquire(fp, p, O_RDONLY, 0, &h), 0); /* works without */
+    tp_fd_release(fp, h);
     assert_int_equal(tp_fdpool_destroy(fp), 0);
 }
 
@@ -692,6 +726,7 @@ int main(void) {
         cmocka_unit_test(test_key_is_path_and_file_flags),
         cmocka_unit_test(test_trunc_excl_open_afresh),
         cmocka_unit_test(test_bound_includes_inotify),
+        cmocka_unit_test(test_inotify_falls_back_silently),
         cmocka_unit_test(test_idle_closed_by_calls),
         cmocka_unit_test(test_failures_counted),
         cmocka_unit_test(test_shutdown_after_busy_destroy),
