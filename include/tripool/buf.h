@@ -183,7 +183,9 @@ TP_API TP_MUST_USE int tp_buf_get_ctx(tp_bufpool *bp, size_t min_cap, tp_ctx *ct
  * or a foreign pointer aborts with a message; in release mode a double put
  * or another pool's buffer aborts with a message while the buffer is still
  * retained by the pool (not freed by the caps or aging), a foreign pointer
- * is undefined behaviour (like free()). In both modes a second put after
+ * is undefined behaviour (like free()). Two puts of one buffer racing in
+ * two threads are caught only in debug mode (release mode checks and marks
+ * the buffer with a plain load and store). In both modes a second put after
  * the buffer was handed out again cannot be told from the new owner's put. */
 TP_API void tp_buf_put(tp_bufpool *bp, tp_buf *b);
 
