@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-static _Atomic uint64_t chaos_seed;      /* 0 until chosen */
-static _Atomic uint64_t chaos_threads;   /* streams handed out */
+static _Atomic uint64_t chaos_seed;        /* 0 until chosen */
+static _Atomic uint64_t chaos_threads;     /* streams handed out */
 static _Thread_local uint64_t chaos_state; /* 0 = not seeded yet */
 
 static uint64_t splitmix(uint64_t x) {

@@ -4,19 +4,8 @@
  *
  * DESIGN
  *
- * Queue. One bounded MPMC ring (Dmitry Vyukov's algorithm) of queue_cap
- * 32-byte slots {seq, fn, arg, t_enq} (2 slots when queue_cap is 1: the
- * algorithm needs two; the bound is then checked against deq). Submitters
- * claim a slot with a CAS on `enq`, fill it and publish it by storing
- * seq = pos + 1 (release); workers claim with a CAS on `deq`, read it and
- * free it by storing seq = pos + cap (release). The common submit allocates
- * nothing and takes no lock. Tasks carrying a context, label, future or
- * group are a heap node (tp__task) queued as the slot {node_marker, node}.
- * Chosen by measurement (docs/pool.md): against a mutex+condvar ring on the
- * same 2-core box the Vyukov ring runs 1M empty tasks 2-4x faster with 1
- * submitter and 3-5x faster with 64 workers; per-worker queues with
- * stealing were not built: with one submitter they need the same shared
- * hand-off plus a steal path. 32 bytes per queued task (+48 for a node).
+ * Queue: see ring.h. Structures: pool_impl.h. Stats, dump and the
+ * stuck-task watchdog: diag.c.
  *
  * Close. The top bit of `enq` is the CLOSED flag, set with one fetch_or.
  * Because a submit claims its slot with a CAS on the same word, every submit
@@ -105,7 +94,7 @@
  * stuck-task watchdog is the only other thread, joined by close. After close
  * returns 0 the pool has no thread left.
  */
-#include "pool/pool_internal.h"
+#include "pool/ring.h"
 
 #include "internal/atomic.h"
 #include "internal/chaos.h"
@@ -119,157 +108,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Sizes below (ring bytes = queue_cap x 32, up to 2^30 slots) assume a
- * 64-bit size_t; tripool refuses to build for 32-bit targets. */
-_Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8, "tripool needs a 64-bit target");
-
-#define CLOSED_BIT (UINT64_C(1) << 63)
-#define SPIN1 (UINT64_C(1) << 32)
-#define IDLE_MASK UINT64_C(0xffffffff)
-#define MAX_WORKERS_LIMIT (1u << 20)
-#define MAX_QUEUE_LIMIT ((size_t)1 << 30)
-#ifndef SPIN_ROUNDS
-#define SPIN_ROUNDS 256 /* empty-ring polls before parking; see docs/pool.md */
-#endif
-
-#ifndef POP_BATCH
-#define POP_BATCH 16 /* most tasks one worker takes with one deq CAS */
-#endif
-
-/* Cap of the adaptive spin before parking (see DESIGN). */
-#ifndef LONG_SPIN_MAX_NS
-#define LONG_SPIN_MAX_NS (128 * TP_NSEC_PER_USEC)
-#endif
-
-#ifndef FULL_YIELDS
-#define FULL_YIELDS 16 /* yields before a submitter sleeps on a full ring */
-#endif
-
-#define SEQ_CST memory_order_seq_cst
-
-enum { W_IDLE = 0, W_RUNNING = 1, W_EXITING = 2 };
-
-/* Bytes of a task's label the pool keeps (NUL included); pool.h says 47. */
-#define LABEL_MAX 48
-#define LABEL_WORDS (LABEL_MAX / 8)
-
-typedef struct slot {
-    _Atomic uint64_t seq;
-    tp_task_fn fn; /* fn/arg/t_enq: published by seq (release/acquire) */
-    void *arg;
-    _Atomic uint64_t t_enq; /* submit time; only written when the pool tracks
-                             * time; atomic because dumps peek at the head */
-} slot;
-
-typedef struct worker {
-    /* Written by the worker itself (single writer), read by stats/dump. */
-    _Atomic uint64_t completed;
-    _Atomic uint64_t failed;
-    _Atomic uint64_t canceled;
-    _Atomic int state;
-    /* The running task's label, copied at its start so that readers never
-     * touch the caller's string after the task (a seqlock: lseq is odd
-     * while the worker writes, readers retry). All zero = no label. */
-    _Atomic uint32_t lseq;
-    _Atomic uint64_t lwords[LABEL_WORDS];
-    bool has_label; /* worker-private: lwords hold a label */
-    _Atomic uint64_t start_ns; /* of the running task, when timed */
-    /* Watchdog only (under mu): start_ns of the last task reported stuck. */
-    uint64_t stuck_reported;
-    /* The rest of the worker's last batch (see held_take): written by the
-     * worker, taken by it or stolen by other workers. */
-    _Atomic uint64_t bstate; /* generation:32 | next:16 | end:16 */
-    struct held_task {
-        _Atomic uintptr_t fn, arg;
-        _Atomic uint64_t t_enq;
-    } batch[POP_BATCH];
-    tp_pool *pool;
-    pthread_t tid;
-    unsigned id;
-    /* Under mu. */
-    pthread_cond_t cond;
-    bool wake;         /* set by the waker; the waker already moved the idle count */
-    uint64_t woken_at; /* when a submitter woke it (0: woken for another reason) */
-    bool in_idle;
-    struct worker *prev, *next;   /* all live workers */
-    struct worker *iprev, *inext; /* idle list; head = most recently parked */
-    struct worker *znext;         /* zombie list */
-} worker;
-
-struct tp_pool {
-    /* Read-only after create. */
-    slot *ring;
-    uint64_t cap;   /* ring slots: max(queue_cap, 2) (Vyukov needs >= 2) */
-    uint64_t limit; /* queue_cap: the bound on queued tasks */
-    uint64_t mask;
-    bool pow2;
-    bool nonblocking;
-    bool timed;
-    unsigned batch_max;   /* 1 with opts.fifo, else POP_BATCH */
-    uint32_t sample_mask; /* observer_sample - 1 (power of two), 0 = time all */
-    unsigned min_workers;
-    unsigned max_blocked;
-    uint64_t idle_timeout_ns;
-    tp_error_fn on_error;
-    void *on_error_arg;
-    tp_observer_fn observer;
-    void *observer_arg;
-    uint64_t stuck_threshold_ns;
-    tp_stuck_fn on_stuck;
-    void *on_stuck_arg;
-    char name[32];
-
-    /* Read by every submit/worker, written rarely (under mu). */
-    _Atomic unsigned max_workers;
-    _Atomic unsigned nworkers;
-
-    TP_CACHE_ALIGNED _Atomic uint64_t enq; /* submitters; top bit = closed */
-    TP_CACHE_ALIGNED _Atomic uint64_t deq; /* workers */
-    TP_CACHE_ALIGNED _Atomic uint64_t idle_spin;
-    TP_CACHE_ALIGNED _Atomic unsigned nheld;    /* workers whose batch has tasks left */
-    TP_CACHE_ALIGNED _Atomic unsigned nblocked; /* read per dequeue, written rarely */
-    _Atomic uint64_t peak_queued;
-    _Atomic unsigned full_yielders; /* submitters yielding on a full ring */
-    _Atomic uint64_t rejected;
-    _Atomic uint64_t inline_submitted;
-    _Atomic uint64_t inline_completed;
-    _Atomic uint64_t inline_failed;
-    _Atomic uint64_t inline_canceled;
-    _Atomic uint64_t stuck;
-    _Atomic unsigned peak_workers;
-
-    TP_CACHE_ALIGNED pthread_mutex_t mu;
-    struct bwaiter *bw_head, *bw_tail; /* blocked submitters, FIFO */
-    pthread_cond_t state_cond; /* wait_idle and close waiters */
-    worker *all;
-    worker *idle;
-    worker *zombies;
-    unsigned waiters; /* threads in wait_idle/close (under mu) */
-    unsigned joiners; /* submitters joining zombies outside mu (under mu) */
-    unsigned next_id;
-    uint64_t ret_completed, ret_failed, ret_canceled; /* of exited workers */
-    bool close_started;
-    /* Watchdog (under mu). */
-    bool wd_running;
-    bool wd_stop;
-    pthread_t wd_tid;
-    pthread_cond_t wd_cond;
-};
-
-/* A submitter blocked on a full ring (on its stack, listed under mu). */
-typedef struct bwaiter {
-    pthread_cond_t cond;
-    tp_pool *pool;
-    struct bwaiter *next, *prev;
-} bwaiter;
-
 static _Thread_local worker *tls_worker;
 /* The pool whose task or hook this thread runs outside a worker: a task run
  * inline by a submitter, or on_stuck on the watchdog (close and wait_idle
  * from there would wait for the caller itself). */
 static _Thread_local tp_pool *tls_busy_pool;
 static _Thread_local tp_ctx *tls_ctx;
-static _Thread_local uint32_t tls_sample; /* this submitter's pushes, for sampling */
+
+void tp__pool_mark_hook_thread(tp_pool *p) {
+    tls_busy_pool = p;
+}
 
 /* The queue slot fn of a task node; never called. */
 static int node_marker(void *arg) {
@@ -277,175 +125,7 @@ static int node_marker(void *arg) {
     return -EINVAL;
 }
 
-/* ---- ring ---------------------------------------------------------------- */
-
-static inline slot *slot_at(tp_pool *p, uint64_t pos) {
-    return &p->ring[p->pow2 ? (pos & p->mask) : (pos % p->cap)];
-}
-
-/* 0, -EAGAIN (full) or -ESHUTDOWN. */
-static int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
-    uint64_t pos = tp__load_relaxed(&p->enq);
-    slot *s;
-    for (;;) {
-        if (pos & CLOSED_BIT) return -ESHUTDOWN;
-        s = slot_at(p, pos);
-        /* acquire: the worker that freed the slot is done reading it. */
-        uint64_t seq = tp__load_acquire(&s->seq);
-        int64_t d = (int64_t)(seq - pos);
-        if (d == 0) {
-            /* Only queue_cap 1 has fewer allowed tasks than slots. */
-            if (__builtin_expect(p->limit != p->cap, 0) &&
-                pos - atomic_load_explicit(&p->deq, SEQ_CST) >= p->limit)
-                return -EAGAIN;
-            /* seq_cst: the submitter half of the wake-or-spawn and close
-             * Dekker pairs (see DESIGN). */
-            if (atomic_compare_exchange_weak_explicit(&p->enq, &pos, pos + 1, SEQ_CST,
-                                                      memory_order_relaxed))
-                break;
-        } else if (d < 0) {
-            /* Slot still in use. Really full, or a worker is between its
-             * deq CAS and freeing the slot? seq_cst: pairs with nblocked. */
-            uint64_t dq = atomic_load_explicit(&p->deq, SEQ_CST);
-            if (pos - dq >= p->limit) return -EAGAIN;
-            tp__cpu_relax();
-            pos = tp__load_relaxed(&p->enq);
-        } else {
-            pos = tp__load_relaxed(&p->enq);
-        }
-    }
-    s->fn = fn;
-    s->arg = arg;
-    if (p->timed) {
-        /* 0 marks a task left untimed by sampling (the clock is never 0). */
-        uint64_t t = 0;
-        if (!p->sample_mask || (tls_sample++ & p->sample_mask) == 0) t = tp__now_ns();
-        tp__store_relaxed(&s->t_enq, t);
-    }
-    TP_CHAOS_POINT("pool.publish"); /* claimed, not yet published */
-    /* release: publishes fn/arg/t_enq to the worker that acquires seq. */
-    tp__store_release(&s->seq, pos + 1);
-    TP_PROBE(task_submit, p, fn);
-    return 0;
-}
-
-/* A dequeued task. */
-typedef struct popped {
-    tp_task_fn fn;
-    void *arg;
-    uint64_t t_enq;
-} popped;
-
-/* Record a queue depth seen at a dequeue in the peak statistic. */
-static inline void note_peak(tp_pool *p, uint64_t depth) {
-    if (depth > p->limit) depth = p->limit;
-    if (depth > tp__load_relaxed(&p->peak_queued)) tp__max_relaxed(&p->peak_queued, depth);
-}
-
-#define ENQ_SAMPLE 8 /* a worker reads enq at most at 1 in 8 ring positions */
-
-/* Take 1..max tasks from the head with one CAS on deq; returns how many
- * (0: the ring looked empty). A worker takes more than one only when the
- * ring holds at least 2 * nworkers * k tasks, so a batch never holds back
- * more than a small share of the backlog from the other workers, and a
- * shallow ring is taken one task at a time (see DESIGN).
- *
- * *seen is the caller's last view of enq (NULL: none; read enq each time).
- * enq only grows, so seen - pos is a lower bound of the depth that costs no
- * read of the submitters' hot line; a worker re-reads enq only when that
- * bound is used up and pos is a multiple of ENQ_SAMPLE. That re-read also
- * records the peak depth, which is therefore sampled (docs/pool.md). */
-static unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uint64_t *seen) {
-    uint64_t pos = tp__load_relaxed(&p->deq);
-    uint64_t avail;
-    unsigned k;
-    slot *s;
-    for (;;) {
-        s = slot_at(p, pos);
-        /* acquire: pairs with the submitter's publishing release. */
-        uint64_t seq = tp__load_acquire(&s->seq);
-        int64_t d = (int64_t)(seq - (pos + 1));
-        if (d < 0) return 0;
-        if (d > 0) {
-            pos = tp__load_relaxed(&p->deq);
-            continue;
-        }
-        avail = seen && *seen > pos ? *seen - pos : 0;
-        if (avail <= 1 && (!seen || (pos & (ENQ_SAMPLE - 1)) == 0)) {
-            /* acquire orders this load after the slot's: published slot
-             * pos means enq > pos. */
-            uint64_t e = tp__load_acquire(&p->enq) & ~CLOSED_BIT;
-            if (seen) *seen = e;
-            avail = e > pos ? e - pos : 1;
-            note_peak(p, avail);
-        }
-        k = 1;
-        if (max > 1 && avail >= 4) {
-            unsigned n = tp__load_relaxed(&p->nworkers);
-            uint64_t share = avail / (2 * (uint64_t)(n ? n : 1));
-            if (share > 1) {
-                k = share < max ? (unsigned)share : max;
-                /* Only a published prefix: a submitter may sit between
-                 * its enq CAS and its publishing store. acquire as above. */
-                for (unsigned i = 1; i < k; i++) {
-                    if (tp__load_acquire(&slot_at(p, pos + i)->seq) != pos + i + 1) {
-                        k = i;
-                        break;
-                    }
-                }
-            }
-        }
-        TP_CHAOS_POINT("pool.pop");
-        /* seq_cst: pairs with blocked submitters reading deq. The slots
-         * pos..pos+k-1 were published and deq == pos means no worker took
-         * them since. */
-        if (atomic_compare_exchange_weak_explicit(&p->deq, &pos, pos + k, SEQ_CST,
-                                                  memory_order_relaxed))
-            break;
-    }
-    for (unsigned i = 0; i < k; i++) {
-        s = slot_at(p, pos + i);
-        out[i].fn = s->fn;
-        out[i].arg = s->arg;
-        out[i].t_enq = tp__load_relaxed(&s->t_enq);
-        /* release: our reads of the slot happen before the next
-         * submitter's writes. */
-        tp__store_release(&s->seq, pos + i + p->cap);
-    }
-    /* seq_cst: pairs with blocked submitters counting themselves before
-     * re-reading deq: either the head of the blocked list sees the freed
-     * slot, or we see it counted and wake it for that slot ("blocks while
-     * the queue is full", pool.h). The ring is full while anyone waits, so
-     * this is also where the peak is seen. */
-    TP_CHAOS_POINT("pool.pop_freed");
-    if (atomic_load_explicit(&p->nblocked, SEQ_CST)) {
-        note_peak(p, p->limit);
-        pthread_mutex_lock(&p->mu);
-        if (p->bw_head) pthread_cond_signal(&p->bw_head->cond);
-        pthread_mutex_unlock(&p->mu);
-    }
-    return k;
-}
-
-static inline bool ring_pop(tp_pool *p, tp_task_fn *fn, void **arg, uint64_t *t_enq) {
-    popped t;
-    if (!ring_pop_batch(p, &t, 1, NULL)) return false;
-    *fn = t.fn;
-    *arg = t.arg;
-    *t_enq = t.t_enq;
-    return true;
-}
-
 /* ---- held batches -------------------------------------------------------- */
-
-#define BS_NEXT(st) ((unsigned)((st) >> 16) & 0xffffu)
-#define BS_END(st) ((unsigned)(st)&0xffffu)
-
-/* Tasks left in w's batch (a snapshot). */
-static inline unsigned held_count(worker *w) {
-    uint64_t st = tp__load_relaxed(&w->bstate);
-    return BS_END(st) - BS_NEXT(st);
-}
 
 static void wake_or_spawn_locked(tp_pool *p);
 
@@ -533,14 +213,6 @@ static bool held_steal(tp_pool *p, worker *self, popped *out) {
     return got;
 }
 
-/* Tasks accepted but not yet taken by a worker (seq_cst: used in the Dekker
- * checks). Claimed-but-unpublished slots count as queued. */
-static inline uint64_t ring_depth_sc(tp_pool *p) {
-    uint64_t e = atomic_load_explicit(&p->enq, SEQ_CST) & ~CLOSED_BIT;
-    uint64_t d = atomic_load_explicit(&p->deq, SEQ_CST);
-    return e > d ? e - d : 0;
-}
-
 /* Queued in the ring or held in a worker's batch (seq_cst, as above). */
 static inline bool work_pending_sc(tp_pool *p) {
     return ring_depth_sc(p) != 0 || atomic_load_explicit(&p->nheld, SEQ_CST) != 0;
@@ -571,29 +243,6 @@ static void label_store(worker *w, const char *label) {
     /* release: the words above before the even count. */
     tp__store_release(&w->lseq, q + 2);
     w->has_label = label != NULL;
-}
-
-/* Copy w's current label into out; "" when none, "?" if w kept changing
- * it faster than we could read (a reader never blocks the worker). */
-static void label_load(worker *w, char out[LABEL_MAX]) {
-    uint64_t words[LABEL_WORDS];
-    for (int tries = 0; tries < 64; tries++) {
-        /* acquire: pairs with the worker's closing release store. */
-        uint32_t q = tp__load_acquire(&w->lseq);
-        if (q & 1) {
-            tp__cpu_relax();
-            continue;
-        }
-        /* acquire: pairs with the word stores, see label_store(). */
-        for (unsigned i = 0; i < LABEL_WORDS; i++)
-            words[i] = tp__load_acquire(&w->lwords[i]);
-        if (tp__load_relaxed(&w->lseq) == q) {
-            memcpy(out, words, LABEL_MAX);
-            out[LABEL_MAX - 1] = 0;
-            return;
-        }
-    }
-    memcpy(out, "?", 2);
 }
 
 /* ---- workers ------------------------------------------------------------- */
@@ -1272,60 +921,6 @@ TP_API tp_ctx *tp_task_ctx(void) {
     return tls_ctx ? tls_ctx : tp_ctx_background();
 }
 
-/* ---- watchdog ------------------------------------------------------------ */
-
-typedef struct stuck_rec {
-    char label[LABEL_MAX]; /* a copy: the task may end before on_stuck runs */
-    unsigned id;
-    uint64_t running;
-} stuck_rec;
-
-static void *watchdog_main(void *arg) {
-    tp_pool *p = arg;
-    uint64_t period = p->stuck_threshold_ns / 4;
-    if (period < TP_NSEC_PER_MSEC) period = TP_NSEC_PER_MSEC;
-    if (period > TP_NSEC_PER_SEC) period = TP_NSEC_PER_SEC;
-    stuck_rec recs[16];
-    tls_busy_pool = p; /* on_stuck may not close or wait for p */
-    pthread_mutex_lock(&p->mu);
-    while (!p->wd_stop) {
-        tp__cond_wait_until(&p->wd_cond, &p->mu, tp__deadline_after(period));
-        bool again = true;
-        while (again && !p->wd_stop) {
-            size_t n = 0;
-            uint64_t now = tp__now_ns();
-            again = false;
-            for (worker *w = p->all; w; w = w->next) {
-                /* acquire: pairs with run_task's release of RUNNING. */
-                if (tp__load_acquire(&w->state) != W_RUNNING) continue;
-                uint64_t st = tp__load_relaxed(&w->start_ns);
-                if (st == 0 || st == w->stuck_reported || now - st < p->stuck_threshold_ns)
-                    continue;
-                if (n == sizeof recs / sizeof recs[0]) {
-                    again = true;
-                    break;
-                }
-                w->stuck_reported = st;
-                recs[n].id = w->id;
-                recs[n].running = now - st;
-                label_load(w, recs[n].label);
-                n++;
-            }
-            if (!n) break;
-            tp__add_relaxed(&p->stuck, n);
-            if (p->on_stuck) {
-                pthread_mutex_unlock(&p->mu);
-                for (size_t i = 0; i < n; i++)
-                    p->on_stuck(recs[i].label[0] ? recs[i].label : NULL, recs[i].id,
-                                recs[i].running, p->on_stuck_arg);
-                pthread_mutex_lock(&p->mu);
-            }
-        }
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
 /* ---- lifecycle ----------------------------------------------------------- */
 
 TP_API void tp_pool_opts_init(tp_pool_opts *o) {
@@ -1416,7 +1011,7 @@ TP_API int tp_pool_create(tp_pool **out, const tp_pool_opts *opts) {
     if ((rc = tp__cond_init_monotonic(&p->wd_cond)) != 0) goto err_state;
 
     if (p->stuck_threshold_ns) {
-        if (pthread_create(&p->wd_tid, NULL, watchdog_main, p)) {
+        if (pthread_create(&p->wd_tid, NULL, tp__pool_watchdog, p)) {
             rc = -EAGAIN;
             goto err_wd;
         }
@@ -1452,8 +1047,8 @@ err_free_ring:
  * acquire, pairing with the release that published it: every task counted
  * here was accepted before the accepted count read *after* this call. */
 static uint64_t count_finished_locked(tp_pool *p) {
-    uint64_t fin = p->ret_completed + p->ret_canceled +
-                   tp__load_acquire(&p->inline_completed) + tp__load_acquire(&p->inline_canceled);
+    uint64_t fin = p->ret_completed + p->ret_canceled + tp__load_acquire(&p->inline_completed) +
+                   tp__load_acquire(&p->inline_canceled);
     for (worker *w = p->all; w; w = w->next)
         fin += tp__load_acquire(&w->completed) + tp__load_acquire(&w->canceled);
     return fin;
@@ -1522,42 +1117,6 @@ TP_API void tp_pool_destroy(tp_pool *p) {
     pool_free(p);
 }
 
-TP_API void tp_pool_stats(tp_pool *p, struct tp_pool_stats *out) {
-    if (!out) return;
-    memset(out, 0, sizeof *out);
-    if (!p) return;
-    pthread_mutex_lock(&p->mu);
-    uint64_t c = p->ret_completed + tp__load_relaxed(&p->inline_completed);
-    uint64_t f = p->ret_failed + tp__load_relaxed(&p->inline_failed);
-    uint64_t k = p->ret_canceled + tp__load_relaxed(&p->inline_canceled);
-    unsigned idle = 0, live = 0;
-    uint64_t held = 0;
-    for (worker *w = p->all; w; w = w->next) {
-        held += held_count(w);
-        c += tp__load_relaxed(&w->completed);
-        f += tp__load_relaxed(&w->failed);
-        k += tp__load_relaxed(&w->canceled);
-        live++;
-        if (w->in_idle) idle++;
-    }
-    pthread_mutex_unlock(&p->mu);
-    uint64_t depth = ring_depth_sc(p) + held;
-    out->workers_running = live;
-    out->workers_idle = idle;
-    out->max_workers = tp__load_relaxed(&p->max_workers);
-    out->queued = (size_t)depth;
-    out->submitted =
-        (tp__load_relaxed(&p->enq) & ~CLOSED_BIT) + tp__load_relaxed(&p->inline_submitted);
-    out->completed = c;
-    out->failed = f;
-    out->canceled = k;
-    out->rejected = tp__load_relaxed(&p->rejected);
-    out->peak_workers = tp__load_relaxed(&p->peak_workers);
-    uint64_t pk = tp__load_relaxed(&p->peak_queued);
-    out->peak_queued = (size_t)(depth > pk ? depth : pk);
-    out->stuck = tp__load_relaxed(&p->stuck);
-}
-
 TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers) {
     if (!p || max_workers == 0 || max_workers > MAX_WORKERS_LIMIT || max_workers < p->min_workers)
         return -EINVAL;
@@ -1600,71 +1159,4 @@ TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns) {
     p->waiters--;
     pthread_mutex_unlock(&p->mu);
     return rc;
-}
-
-/* ---- dump ---------------------------------------------------------------- */
-
-static void fmt_dur(char *buf, size_t n, uint64_t ns) {
-    snprintf(buf, n, "%llu.%03llus", (unsigned long long)(ns / TP_NSEC_PER_SEC),
-             (unsigned long long)(ns % TP_NSEC_PER_SEC / TP_NSEC_PER_MSEC));
-}
-
-TP_API void tp_pool_dump(tp_pool *p, void (*write)(void *arg, const char *line), void *arg) {
-    if (!p || !write) return;
-    enum { LINE = 160 };
-    pthread_mutex_lock(&p->mu);
-    size_t n = 0;
-    for (worker *w = p->all; w; w = w->next)
-        n++;
-    char *lines = malloc((n + 1) * LINE);
-    if (!lines) {
-        pthread_mutex_unlock(&p->mu);
-        write(arg, "dump: out of memory");
-        return;
-    }
-    uint64_t now = tp__now_ns();
-    uint64_t held = 0;
-    size_t i = n;
-    /* The list is newest first; print oldest (lowest index) first. */
-    for (worker *w = p->all; w; w = w->next) {
-        char *l = lines + --i * LINE;
-        unsigned h = held_count(w);
-        held += h;
-        int st = tp__load_acquire(&w->state);
-        char label[LABEL_MAX];
-        label_load(w, label);
-        uint64_t done = tp__load_relaxed(&w->completed) + tp__load_relaxed(&w->canceled);
-        if (st == W_RUNNING) {
-            char d[32] = "unknown";
-            uint64_t s = tp__load_relaxed(&w->start_ns);
-            if (p->timed && s && now >= s) fmt_dur(d, sizeof d, now - s);
-            snprintf(l, LINE, "%s worker %u running label=%.40s for %s done=%llu held=%u", p->name,
-                     w->id, label[0] ? label : "-", d, (unsigned long long)done, h);
-        } else {
-            snprintf(l, LINE, "%s worker %u %s done=%llu", p->name, w->id,
-                     st == W_EXITING ? "exiting" : "idle", (unsigned long long)done);
-        }
-    }
-    char age[32] = "unknown";
-    uint64_t ring = ring_depth_sc(p), depth = ring + held;
-    if (p->timed) {
-        if (depth == 0) {
-            snprintf(age, sizeof age, "none");
-        } else if (ring != 0) { /* held batch tasks: age unknown */
-            /* The head slot may be taken meanwhile; its t_enq then belongs
-             * to a newer task, which only makes the age smaller. */
-            uint64_t pos = tp__load_relaxed(&p->deq);
-            slot *s = slot_at(p, pos);
-            if (tp__load_acquire(&s->seq) == pos + 1) {
-                uint64_t t = tp__load_relaxed(&s->t_enq);
-                if (t && now >= t) fmt_dur(age, sizeof age, now - t);
-            }
-        }
-    }
-    snprintf(lines + n * LINE, LINE, "%s queue depth=%llu oldest=%s", p->name,
-             (unsigned long long)depth, age);
-    pthread_mutex_unlock(&p->mu);
-    for (i = 0; i <= n; i++)
-        write(arg, lines + i * LINE);
-    free(lines);
 }

@@ -11,13 +11,11 @@
  *   "when it is full a submit blocks" / "Blocks while the queue is full"
  *                                                     test_blocked_submitter_wakes_when_a_slot_frees,
  *                                                     test_freed_slot_goes_to_the_blocked_submitter,
- *                                                     test_blocked_submitters_are_served_first (here)
- *   "fails at once (-EAGAIN, nonblocking mode)", "A timeout of 0 does not
- *    wait: -EAGAIN at once", "-ETIMEDOUT"              pool_core test_full_modes
- *   "At most max_blocked submitters may wait at a time; more get -EAGAIN"
- *                                                     pool_core test_max_blocked
- *   "No accepted task is lost or run twice, also when other threads submit
- *    while close runs"                                stress_pool_race, unit_pool_threadfail
+ *                                                     test_blocked_submitters_are_served_first
+ * (here) "fails at once (-EAGAIN, nonblocking mode)", "A timeout of 0 does not wait: -EAGAIN at
+ * once", "-ETIMEDOUT"              pool_core test_full_modes "At most max_blocked submitters may
+ * wait at a time; more get -EAGAIN" pool_core test_max_blocked "No accepted task is lost or run
+ * twice, also when other threads submit while close runs" stress_pool_race, unit_pool_threadfail
  *   "After close returns 0 the pool has no thread left" (DESIGN; "joins
  *    every thread the pool started")                  pool_core test_threads_joined,
  *                                                     unit_pool_threadfail
@@ -30,13 +28,13 @@
  *    error (counted in stats.rejected)"               test_ctx_done_counts (here)
  *   "Calling close on a closed, drained pool returns 0. Must not be called
  *    from one of the pool's own tasks (-EDEADLK)"     pool_core test_close_semantics,
- *                                                     test_close_from_task; hooks: test_close_from_hooks
+ *                                                     test_close_from_task; hooks:
+ * test_close_from_hooks
  *   "-ETIMEDOUT if work remains after timeout_ns: the pool stays closed and
  *    close may be called again"                       pool_core test_close_semantics
- *   "Wait until the queue is empty and no task runs"  test_wait_idle_not_fooled_by_later_tasks (here)
- *   "Growing starts workers for queued work at once"  pool_core test_resize
- *   "label ... the pool keeps a copy"                 test_stuck_label_is_a_copy,
- *                                                     test_dump_label_is_a_copy (here)
+ *   "Wait until the queue is empty and no task runs"  test_wait_idle_not_fooled_by_later_tasks
+ * (here) "Growing starts workers for queued work at once"  pool_core test_resize "label ... the
+ * pool keeps a copy"                 test_stuck_label_is_a_copy, test_dump_label_is_a_copy (here)
  *   "write is called with no pool lock held"          pool_observe test_dump
  *   tp_future_wait_ctx "giving up when wc is done"    pool_future test_ctx_waits;
  *                                                     without spinning: test_future_wait_ctx_sleeps
@@ -565,7 +563,8 @@ static void test_future_wait_ctx_sleeps(void **state) {
     assert_int_equal(tp_submit_future(p, NULL, wait_flag, &open, &f), 0);
     tp_ctx *c = NULL;
     assert_int_equal(tp_ctx_with_timeout(NULL, 30 * TP_NSEC_PER_MSEC, &c), 0);
-    assert_int_equal(tp_timer_add_after(NULL, 25 * TP_NSEC_PER_MSEC, block_timer_thread, NULL, NULL), 0);
+    assert_int_equal(
+        tp_timer_add_after(NULL, 25 * TP_NSEC_PER_MSEC, block_timer_thread, NULL, NULL), 0);
     struct timespec c0, c1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     uint64_t t0 = tp_now_ns();

@@ -19,9 +19,9 @@
 
 int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
 
-static atomic_int fail_creates;    /* 1: the pool's pthread_create fails */
-static atomic_int after_close;     /* 1: close has returned */
-static atomic_int created_late;    /* threads started once after_close was set */
+static atomic_int fail_creates; /* 1: the pool's pthread_create fails */
+static atomic_int after_close;  /* 1: close has returned */
+static atomic_int created_late; /* threads started once after_close was set */
 
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg) {
