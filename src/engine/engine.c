@@ -787,7 +787,10 @@ static int chunk_task(void *arg) {
         ZSTD_DCtx_reset(z->d, ZSTD_reset_session_only);
         ZSTD_inBuffer ib = {c->in->data, c->len, 0};
         size_t ret = 1;
-        while (!err && ret != 0) {
+        /* Until the whole entry is decoded: stopping at the end of its first
+         * frame dropped any frame or bytes after it that zstd -d decodes or
+         * rejects. */
+        while (!err && (ret != 0 || ib.pos < ib.size)) {
             ZSTD_outBuffer ob = {c->out->data, c->out->cap, 0};
             ret = ZSTD_decompressStream(z->d, &ob, &ib);
             if (ZSTD_isError(ret) || c->out_len + ob.pos > c->dsize ||
