@@ -22,6 +22,8 @@ if [ ${#targets[@]} -eq 0 ]; then
         [ "$t" = replay ] || targets+=("$t")
     done
 fi
+# The decompress target writes a file per input: keep that off the disk.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 failed=()
 summary=()
 for t in "${targets[@]}"; do
