@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # Fuzz targets: tests/fuzz/<target>.c defines LLVMFuzzerTestOneInput.
-#  - Every build (plain, TSan, ASan+UBSan, chaos): fuzz_<target> is the target
+#  - Every build (plain, TSan, ASan+UBSan): fuzz_<target> is the target
 #    linked with tests/fuzz/replay.c, and the ctest test fuzz_<target> feeds
 #    it every file of tests/fuzz/corpus/<target>/ once (a few seconds).
 #  - TP_SANITIZE=fuzz (clang; `make fuzz`, see scripts/fuzz.sh): linked with
