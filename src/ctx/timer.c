@@ -62,6 +62,7 @@
 #include <stdint.h>
 
 #include "internal/atomic.h"
+#include "internal/chaos.h"
 #include "internal/os.h"
 #include "ctx/timer_internal.h"
 
@@ -191,6 +192,18 @@ static bool timer_thread_sched(unsigned rt_priority) {
     return false;
 }
 
+/* Chaos build: after a wake-up let adders and cancellers in before the loop
+ * re-reads the heap (it decides afresh, so this changes no outcome). */
+static inline void timer_thread_woke(tp_timers *s) {
+#ifdef TP_CHAOS
+    pthread_mutex_unlock(&s->lock);
+    TP_CHAOS_POINT("timer.woke");
+    pthread_mutex_lock(&s->lock);
+#else
+    (void)s;
+#endif
+}
+
 static void *timer_thread(void *arg) {
     tp_timers *s = arg;
     bool rt = timer_thread_sched(s->rt_priority);
@@ -202,23 +215,29 @@ static void *timer_thread(void *arg) {
     while (!s->stop) {
         if (s->n == 0) {
             s->sleeping_until = TP_FOREVER;
+            TP_CHAOS_POINT("timer.sleep"); /* under the lock: adders queue up */
             pthread_cond_wait(&s->wake, &s->lock);
             s->sleeping_until = 0;
+            timer_thread_woke(s);
             continue;
         }
         struct tp_timer *tm = s->heap[0].tm;
         uint64_t now = tp__now_ns();
         if (tm->deadline > now) {
             s->sleeping_until = tm->deadline;
+            TP_CHAOS_POINT("timer.sleep_until");
             tp__cond_wait_until(&s->wake, &s->lock, tm->deadline);
             s->sleeping_until = 0;
+            timer_thread_woke(s);
             continue;
         }
         heap_remove(s, 0);
         tm->state = TP__TIMER_RUNNING;
         uint8_t flags = tm->flags; /* tm may be freed while fn runs */
         pthread_mutex_unlock(&s->lock);
+        TP_CHAOS_POINT("timer.fire"); /* RUNNING, lock dropped: cancels wait */
         tm->fn(tm->arg);
+        TP_CHAOS_POINT("timer.fired");
         pthread_mutex_lock(&s->lock);
         if (s->running_released) {
             /* fn gave tm back (cancel/stop from inside fn): an embedded node
@@ -354,6 +373,7 @@ void tp_timers_destroy(tp_timers *s) {
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
+    TP_CHAOS_POINT("timer.destroy_joined"); /* cancels may run here */
 
     /* The thread is gone: drop what is pending. Nodes keep their svc (see
      * DESIGN: Lifetime); a later cancel or stop finds them IDLE. */
@@ -378,6 +398,7 @@ void tp__timer_init(struct tp_timer *tm, tp_timer_fn fn, void *arg) {
 int tp__timer_start(tp_timers *s, struct tp_timer *tm, uint64_t deadline_ns) {
     if (!s) s = tp_timers_default();
     if (!s) return -EAGAIN;
+    TP_CHAOS_POINT("timer.start");
     pthread_mutex_lock(&s->lock);
     if (s->stop) {
         pthread_mutex_unlock(&s->lock);
@@ -400,6 +421,7 @@ int tp__timer_start(tp_timers *s, struct tp_timer *tm, uint64_t deadline_ns) {
         }
     }
     pthread_mutex_unlock(&s->lock);
+    TP_CHAOS_POINT("timer.published"); /* may fire before start returns */
     return err;
 }
 
@@ -418,6 +440,7 @@ static bool timer_cancel_locked(tp_timers *s, struct tp_timer *tm) {
             return false;
         }
         s->done_waiters++;
+        TP_CHAOS_POINT("timer.cancel_wait");
         while (tm->state == TP__TIMER_RUNNING)
             pthread_cond_wait(&s->done, &s->lock);
         s->done_waiters--;
@@ -431,6 +454,7 @@ bool tp__timer_stop(struct tp_timer *tm) {
     if (!tm) return false;
     tp_timers *s = tm->svc;
     if (!s) return false; /* never started, or already stopped */
+    TP_CHAOS_POINT("timer.stop");
     pthread_mutex_lock(&s->lock);
     bool stopped = timer_cancel_locked(s, tm);
     /* Given back: the node no longer holds the service (the running thread
@@ -449,6 +473,7 @@ int tp_timer_add(tp_timers *s, uint64_t deadline_ns, tp_timer_fn fn, void *arg, 
     tm->flags = TP__TIMER_HEAP | (out ? TP__TIMER_HANDLE : 0);
     /* Publish the handle before the timer can fire (fn may cancel it). */
     if (out) *out = tm;
+    TP_CHAOS_POINT("timer.add");
     int err = tp__timer_start(s, tm, deadline_ns);
     if (err) {
         if (out) *out = NULL;
@@ -471,6 +496,7 @@ bool tp_timer_cancel(tp_timer *tm) {
     /* Unlocked read: a handle's svc is set before the handle can be used
      * and never changes (destroy leaves it; see DESIGN: Lifetime). */
     tp_timers *s = tm->svc;
+    TP_CHAOS_POINT("timer.cancel");
     pthread_mutex_lock(&s->lock);
     bool stopped = timer_cancel_locked(s, tm);
     /* Still RUNNING here only when called from fn: the thread frees it. */
