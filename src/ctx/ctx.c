@@ -39,6 +39,19 @@
  * children or callbacks left; it is not queued. Callbacks run after every lock
  * is dropped, so they may call any tp_ctx function.
  *
+ * Walk completion: tp_ctx_cancel(c) returns only once c and every descendant
+ * is done, also when another canceller (or a deadline on the timer thread)
+ * got to part of the subtree first and is still walking it. A canceller
+ * marks every context it set done that has children `walking` (with
+ * `walk_root` = the root of its cancel) and keeps it pinned; popped entries
+ * are kept on its work list (reused as a "done" list). After its own walk
+ * it checks each of them for children still `walking` for another canceller
+ * and waits for those (on the global `walk_cv`, entered only on such a
+ * conflict); then it clears its own marks, wakes waiters, unpins, and only
+ * then runs callbacks. Waits go strictly down the tree (a walk waits only
+ * for walks whose root lies inside its own subtree), so they cannot form a
+ * cycle. A cancel that finds c already done waits for c's walk the same way.
+ *
  * Deadlines: a context whose own deadline is earlier than its parent's
  * effective deadline embeds a timer node on the process-wide timer service;
  * otherwise the parent's cancel reaches it. A context whose effective
@@ -59,7 +72,9 @@
  *
  * Fields and what protects them: `children`, `nchildren`, `cbs` and a
  * callback's state: the context's `lock`; `prev`/`next`: the parent's lock;
- * `work_next`: the canceller owning the entry; `counts`, `err`: atomics.
+ * `work_next`, `walk_root`: the canceller owning the entry (walk_root is
+ * written under the context's lock and read under it); `counts`, `err`,
+ * `walking`: atomics.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -70,6 +85,7 @@
 
 #include "tripool/ctx.h"
 #include "internal/atomic.h"
+#include "internal/chaos.h"
 #include "internal/os.h"
 #include "ctx/timer_internal.h"
 
@@ -112,6 +128,8 @@ struct tp_ctx {
     tp_ctx *prev, *next; /* siblings: protected by parent->lock */
     struct tp_ctx_cb *cbs;
     tp_ctx *work_next; /* cancel work list; owned by its canceller */
+    const tp_ctx *walk_root; /* the root of the cancel walking us (see DESIGN) */
+    _Atomic int walking;     /* 1 while that walk is not finished */
     struct tp_timer timer;
 };
 
@@ -180,6 +198,7 @@ static void ctx_free(tp_ctx *c) {
          * then fails to pin c), unless we are that callback. */
         if (c->has_timer) tp__timer_stop(&c->timer);
         tp_ctx *p = c->parent;
+        TP_CHAOS_POINT("ctx.free"); /* still linked: a cancel walk may see c */
         if (c->linked) {
             pthread_mutex_lock(&p->lock);
             if (c->prev)
@@ -245,6 +264,7 @@ static void cb_run(struct tp_ctx_cb *cb) {
     }
     cb->state = CB_RUNNING;
     pthread_mutex_unlock(&c->lock);
+    TP_CHAOS_POINT("ctx.cb_run"); /* RUNNING: a stopper must wait */
 
     cb->fn(cb->arg);
 
@@ -284,6 +304,7 @@ static void cb_take_locked(tp_ctx *c, struct tp_ctx_cb **run, pthread_t self) {
 static void cb_register(tp_ctx *c, struct tp_ctx_cb *cb) {
     ctx_pin(c);
     cb->ctx = c;
+    TP_CHAOS_POINT("ctx.cb_register");
     pthread_mutex_lock(&c->lock);
     if (tp__load_relaxed(&c->err)) { /* relaxed: err only changes under lock */
         cb->state = CB_QUEUED;
@@ -321,6 +342,7 @@ int tp_ctx_on_done(tp_ctx *c, tp_ctx_fn fn, void *arg, tp_ctx_cb **out) {
 static bool cb_stop(struct tp_ctx_cb *cb) {
     tp_ctx *c = cb->ctx;
     bool stopped = false;
+    TP_CHAOS_POINT("ctx.cb_stop");
     pthread_mutex_lock(&c->lock);
     switch (cb->state) {
     case CB_PENDING:
@@ -373,6 +395,44 @@ bool tp_ctx_cb_stop(tp_ctx_cb *cb) {
 
 /* ---- cancel ---------------------------------------------------------------- */
 
+/* Walk completion (see DESIGN). walk_waiters and the walking flags are
+ * seq_cst: a waiter counts itself before reading a flag, a walker clears its
+ * flags before reading the count, so one of them sees the other. */
+static pthread_mutex_t walk_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t walk_cv = PTHREAD_COND_INITIALIZER;
+static _Atomic unsigned walk_waiters;
+
+/* Wait until k's walk has finished. k is pinned by the caller; no lock held. */
+static void walk_wait(tp_ctx *k) {
+    atomic_fetch_add(&walk_waiters, 1);
+    pthread_mutex_lock(&walk_mu);
+    while (atomic_load(&k->walking))
+        pthread_cond_wait(&walk_cv, &walk_mu);
+    pthread_mutex_unlock(&walk_mu);
+    atomic_fetch_sub(&walk_waiters, 1);
+}
+
+/* Wait for every child of x (done: its children list no longer grows) that
+ * another canceller still walks. No lock held on entry. */
+static void walk_wait_children(tp_ctx *x, const tp_ctx *root) {
+    for (;;) {
+        tp_ctx *busy = NULL;
+        pthread_mutex_lock(&x->lock);
+        for (tp_ctx *k = x->children; k && !busy; k = k->next) {
+            if (!atomic_load(&k->walking)) continue;
+            pthread_mutex_lock(&k->lock);
+            /* A child being freed (counts 0) has no children left. */
+            if (atomic_load(&k->walking) && k->walk_root != root && ctx_try_pin(k)) busy = k;
+            pthread_mutex_unlock(&k->lock);
+        }
+        pthread_mutex_unlock(&x->lock);
+        if (!busy) return;
+        TP_CHAOS_POINT("ctx.cancel_wait");
+        walk_wait(busy);
+        ctx_unpin(busy);
+    }
+}
+
 static void cancel_impl(tp_ctx *c, int err) {
     struct tp_ctx_cb *run = NULL;
     pthread_t self = pthread_self();
@@ -380,14 +440,22 @@ static void cancel_impl(tp_ctx *c, int err) {
     pthread_mutex_lock(&c->lock);
     if (tp__load_relaxed(&c->err)) { /* relaxed: err only changes under lock */
         pthread_mutex_unlock(&c->lock);
+        /* Done already: return once whoever made it done has reached every
+         * descendant. The caller keeps c alive. */
+        if (atomic_load(&c->walking)) walk_wait(c);
         return;
     }
     tp__store_release(&c->err, err); /* see DESIGN: done publishes prior writes */
     cb_take_locked(c, &run, self);
     bool walk = c->children != NULL;
+    if (walk) {
+        c->walk_root = c;
+        atomic_store(&c->walking, 1);
+    }
     pthread_mutex_unlock(&c->lock);
+    TP_CHAOS_POINT("ctx.cancel_root"); /* c done, descendants not yet */
 
-    tp_ctx *work = NULL;
+    tp_ctx *work = NULL, *walked = NULL;
     if (walk) {
         ctx_pin(c); /* the caller keeps c alive; the pin covers the walk */
         c->work_next = NULL;
@@ -403,6 +471,8 @@ static void cancel_impl(tp_ctx *c, int err) {
                 tp__store_release(&k->err, err);
                 cb_take_locked(k, &run, self);
                 if (k->children && ctx_try_pin(k)) {
+                    k->walk_root = c;
+                    atomic_store(&k->walking, 1);
                     k->work_next = work;
                     work = k;
                 }
@@ -410,13 +480,33 @@ static void cancel_impl(tp_ctx *c, int err) {
             pthread_mutex_unlock(&k->lock);
         }
         pthread_mutex_unlock(&x->lock);
-        ctx_unpin(x);
+        TP_CHAOS_POINT("ctx.cancel_walk");
+        x->work_next = walked; /* still pinned and marked walking */
+        walked = x;
+    }
+    if (walked) {
+        /* Parts of the subtree made done by other cancellers first. */
+        for (tp_ctx *x = walked; x; x = x->work_next)
+            walk_wait_children(x, c);
+        for (tp_ctx *x = walked; x; x = x->work_next)
+            atomic_store(&x->walking, 0);
+        if (atomic_load(&walk_waiters)) {
+            pthread_mutex_lock(&walk_mu);
+            pthread_cond_broadcast(&walk_cv);
+            pthread_mutex_unlock(&walk_mu);
+        }
+        while (walked) {
+            tp_ctx *next = walked->work_next; /* unpin may free it */
+            ctx_unpin(walked);
+            walked = next;
+        }
     }
     /* A cancelled context no longer needs its deadline: give the heap slot
      * back now rather than at the last release. (Only for the root of this
      * cancel, which the caller keeps alive; descendants keep theirs until
      * released. When the timer is what cancels, it is running: skip.) */
     if (err != -ETIMEDOUT && c->has_timer) tp__timer_stop(&c->timer);
+    TP_CHAOS_POINT("ctx.cancel_cbs");
     cb_run_list(run);
 }
 
@@ -428,6 +518,7 @@ void tp_ctx_cancel(tp_ctx *c) {
 
 static void ctx_timer_fire(void *arg) {
     tp_ctx *c = arg;
+    TP_CHAOS_POINT("ctx.deadline");
     if (!ctx_try_pin(c)) return; /* being freed; the freer waits for us */
     cancel_impl(c, -ETIMEDOUT);
     ctx_unpin(c);
@@ -477,6 +568,7 @@ static int ctx_new(tp_ctx *parent, uint64_t deadline, const void *key, void *val
         atomic_init(&c->err, err);
     }
 
+    TP_CHAOS_POINT("ctx.new_linked"); /* a parent's cancel may reach c now */
     if (!err && own_deadline) {
         tp__timer_init(&c->timer, ctx_timer_fire, c);
         /* Set before the start: the timer thread may read it from then on

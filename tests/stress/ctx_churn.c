@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* Stress: threads grow, cancel, time out and release a shared context tree
  * while registering and stopping callbacks; the root is cancelled midway.
- * Invariants: every callback runs at most once; a stop that returned true
- * means it never ran, false means it ran exactly once (and had returned);
- * every callback not stopped has run once after the root is cancelled;
- * every context ends done with -ECANCELED or -ETIMEDOUT; no leaks (ASan).
+ * Invariants (ctx.h): every callback runs at most once; a stop that returned
+ * true means it never ran, false means it ran exactly once and had returned;
+ * a callback runs only once its context is done, with no context lock held
+ * (it calls tp_ctx_child_count and tp_ctx_cancel on its own context, which
+ * take that lock); every callback not stopped has run once after the root
+ * is cancelled; when tp_ctx_cancel(c) returns, c and every descendant is
+ * done (checked on each thread's live contexts after its own cancels and
+ * after the root's); every context ends done with -ECANCELED or -ETIMEDOUT;
+ * no leaks (ASan). Run under the TP_CHAOS build by make test.
  * Usage: stress_ctx_churn [THREADS [SCALE [ITER]]]
  * TP_TEST_TIMEOUT: 120 */
 #include "tp_test.h"
@@ -15,8 +20,12 @@
 
 struct rec {
     _Atomic int runs;
+    _Atomic int returned;
+    tp_ctx *ctx; /* kept alive by the registered callback until it ran */
+    _Atomic int *bad;
     tp_ctx_cb *handle;
     int stop_result; /* -1 not stopped, 0 false, 1 true */
+    int returned_at_stop;
 };
 
 struct shared {
@@ -24,6 +33,7 @@ struct shared {
     unsigned iters;
     _Atomic unsigned long ops;
     _Atomic int bad;
+    _Atomic int root_cancelled; /* tp_ctx_cancel(root) has returned */
 };
 
 struct worker {
@@ -34,6 +44,7 @@ struct worker {
 };
 
 #define LIVE 32
+#define DEPTH 6 /* deepest chain of a thread's own contexts */
 
 static uint64_t rnd(struct worker *w) {
     w->rng ^= w->rng << 13;
@@ -45,6 +56,22 @@ static uint64_t rnd(struct worker *w) {
 static void cb_fn(void *arg) {
     struct rec *r = arg;
     atomic_fetch_add(&r->runs, 1);
+    if (!tp_ctx_done(r->ctx)) atomic_store(r->bad, 5); /* ran before done */
+    (void)tp_ctx_child_count(r->ctx); /* deadlocks if run under its lock */
+    tp_ctx_cancel(r->ctx);            /* idempotent, allowed from a callback */
+    atomic_fetch_add(&r->returned, 1);
+}
+
+/* Every live context that has c among its ancestors (or is c) is done. */
+static void check_subtree_done(struct shared *sh, tp_ctx *const *live,
+                               tp_ctx *const (*anc)[DEPTH], const tp_ctx *c) {
+    for (unsigned s = 0; s < LIVE; s++) {
+        if (!live[s]) continue;
+        bool below = live[s] == c;
+        for (unsigned d = 0; d < DEPTH && !below; d++)
+            below = anc[s][d] == c;
+        if (below && !tp_ctx_done(live[s])) atomic_store(&sh->bad, 6);
+    }
 }
 
 static void add_rec(struct worker *w, struct rec *r) {
@@ -65,14 +92,29 @@ static void *worker_main(void *arg) {
     struct worker *w = arg;
     struct shared *sh = w->sh;
     tp_ctx *live[LIVE] = {0};
+    /* anc[s]: live[s]'s ancestors up to DEPTH below the root (NULL-padded);
+     * a child pins its parent, so these pointers stay valid. */
+    tp_ctx *anc[LIVE][DEPTH] = {{0}};
+    bool seen_root_cancel = false;
     for (unsigned i = 0; i < sh->iters; i++) {
+        if (!seen_root_cancel && atomic_load(&sh->root_cancelled)) {
+            seen_root_cancel = true;
+            check_subtree_done(sh, live, (tp_ctx *const(*)[DEPTH])anc, sh->root);
+            for (unsigned s = 0; s < LIVE; s++)
+                if (live[s] && !tp_ctx_done(live[s])) atomic_store(&sh->bad, 7);
+        }
         unsigned slot = (unsigned)(rnd(w) % LIVE);
         unsigned op = (unsigned)(rnd(w) % 100);
         if (!live[slot]) {
             /* Parent: the root, or another live context of ours (depth). */
             tp_ctx *parent = sh->root;
             unsigned ps = (unsigned)(rnd(w) % LIVE);
-            if (live[ps] && rnd(w) % 2) parent = live[ps];
+            if (live[ps] && rnd(w) % 2 && !anc[ps][DEPTH - 1]) parent = live[ps];
+            memset(anc[slot], 0, sizeof(anc[slot]));
+            if (parent != sh->root) {
+                anc[slot][0] = parent;
+                memcpy(&anc[slot][1], anc[ps], (DEPTH - 1) * sizeof(tp_ctx *));
+            }
             int err;
             if (op < 40)
                 err = tp_ctx_with_cancel(parent, &live[slot]);
@@ -90,13 +132,19 @@ static void *worker_main(void *arg) {
             struct rec *r = calloc(1, sizeof(*r));
             if (!r) abort();
             r->stop_result = -1;
+            r->ctx = c;
+            r->bad = &sh->bad;
             bool keep = rnd(w) % 2;
             if (tp_ctx_on_done(c, cb_fn, r, keep ? &r->handle : NULL)) atomic_store(&sh->bad, 3);
             add_rec(w, r);
-            if (keep && rnd(w) % 2) r->stop_result = tp_ctx_cb_stop(r->handle);
+            if (keep && rnd(w) % 2) {
+                r->stop_result = tp_ctx_cb_stop(r->handle);
+                r->returned_at_stop = atomic_load(&r->returned);
+            }
         } else if (op < 55) {
             tp_ctx_cancel(c);
             check_done(sh, c);
+            check_subtree_done(sh, live, (tp_ctx *const(*)[DEPTH])anc, c);
         } else if (op < 60) {
             if (tp_ctx_wait(c, rnd(w) % 2 ? 0 : TP_NSEC_PER_USEC * 200) == 0)
                 atomic_store(&sh->bad, 4);
@@ -109,7 +157,10 @@ static void *worker_main(void *arg) {
     /* Give back every handle not yet stopped, then every context. */
     for (size_t i = 0; i < w->nrecs; i++) {
         struct rec *r = w->recs[i];
-        if (r->handle && r->stop_result < 0) r->stop_result = tp_ctx_cb_stop(r->handle);
+        if (r->handle && r->stop_result < 0) {
+            r->stop_result = tp_ctx_cb_stop(r->handle);
+            r->returned_at_stop = atomic_load(&r->returned);
+        }
     }
     for (unsigned s = 0; s < LIVE; s++)
         if (live[s]) tp_ctx_release(live[s]);
@@ -135,6 +186,7 @@ int main(int argc, char **argv) {
     /* Cancel the root while the workers are busy. */
     TP_TEST_WAIT_FOR(atomic_load(&sh.ops) >= (unsigned long)sh.iters * threads / 3, 60000);
     tp_ctx_cancel(sh.root);
+    atomic_store(&sh.root_cancelled, 1);
     for (unsigned i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
 
@@ -153,7 +205,7 @@ int main(int argc, char **argv) {
             struct rec *r = w[i].recs[k];
             int runs = atomic_load(&r->runs);
             int want = r->stop_result == 1 ? 0 : 1;
-            if (runs != want) {
+            if (runs != want || (r->stop_result == 0 && r->returned_at_stop != 1)) {
                 if (failures++ < 10)
                     fprintf(stderr, "callback ran %d times, stop=%d\n", runs, r->stop_result);
             }
