@@ -42,8 +42,12 @@ TP_API TP_MUST_USE int tp_ctx_with_deadline(tp_ctx *parent, uint64_t deadline_ns
 /* tp_ctx_with_deadline(parent, now + timeout_ns). TP_FOREVER = no deadline. */
 TP_API TP_MUST_USE int tp_ctx_with_timeout(tp_ctx *parent, uint64_t timeout_ns, tp_ctx **out);
 
-/* Cancel c and all its descendants with -ECANCELED. Idempotent; the first
- * reason (cancel or deadline) sticks. Safe from inside a cancel callback. */
+/* Cancel c and all its descendants with -ECANCELED. When it returns, c and
+ * every descendant are done, also when another thread's cancel or a deadline
+ * got to part of the tree first (it then waits for that thread to reach the
+ * rest), and also when c was already done. Idempotent; the first reason
+ * (cancel or deadline) sticks, for each context. Safe from inside a cancel
+ * callback. */
 TP_API void tp_ctx_cancel(tp_ctx *c);
 
 /* 0 while not done; then -ECANCELED or -ETIMEDOUT (deadline passed). */
