@@ -344,14 +344,24 @@ static tp_buf *buf_alloc(tp_bufpool *bp, unsigned c, size_t cap, bool populate) 
     return b;
 }
 
-/* Free a buffer of the pool (accounting included). */
-static void buf_release(tp_bufpool *bp, tp_buf *b) {
+/* Take a buffer out of the pool's allocation counters (before it is freed). */
+static void buf_unaccount(tp_bufpool *bp, const tp_buf *b) {
     unsigned c = b->tp_class_;
     tp__sub_relaxed(&bp->alloc_total, b->cap);
     tp__sub_relaxed(&bp->alloc_bytes[c], b->cap);
     tp__sub_relaxed(&bp->alloc_n[c], 1);
+}
+
+/* Free a buffer whose accounting buf_unaccount() already removed. */
+static void buf_free_unaccounted(tp_bufpool *bp, tp_buf *b) {
     if (bp->o.debug) dbg_del(bp, b);
     data_free(b);
+}
+
+/* Free a buffer of the pool (accounting included). */
+static void buf_release(tp_bufpool *bp, tp_buf *b) {
+    buf_unaccount(bp, b);
+    buf_free_unaccounted(bp, b);
 }
 
 static size_t release_list(tp_bufpool *bp, tp_buf *b) {
@@ -932,6 +942,10 @@ static size_t tick_locked(tp_bufpool *bp) {
             d->victim = b->tp_next_;
             b->tp_next_ = dead;
             dead = b;
+            /* Accounted out under mu, with nret below: stats reads both under
+             * mu, so a tick (on the timer thread) never shows the freed
+             * buffers as outstanding. */
+            buf_unaccount(bp, b);
         }
         d->nvictim -= nfree;
         /* Survivors (reserve) stay victims; everything fresh joins them. */
@@ -950,7 +964,11 @@ static size_t tick_locked(tp_bufpool *bp) {
         TP_CHAOS_POINT("buf.tick_class");
         if (nfree) {
             unreserve(bp, nfree * class_size(c));
-            release_list(bp, dead);
+            while (dead) {
+                tp_buf *next = dead->tp_next_;
+                buf_free_unaccounted(bp, dead);
+                dead = next;
+            }
             freed += nfree;
         }
     }
@@ -1062,7 +1080,12 @@ TP_API void tp_bufpool_stats(tp_bufpool *bp, struct tp_bufpool_stats *out) {
         s->misses = tp__load_relaxed(&bp->cnt[c].misses);
         s->puts = tp__load_relaxed(&bp->cnt[c].puts);
         s->dropped = tp__load_relaxed(&bp->cnt[c].dropped);
+        /* nret and alloc_* together under the depot lock: an aging tick
+         * changes both under it (tick_locked), so a quiet pool is exact. */
+        if (c < NCLASS) pthread_mutex_lock(&bp->dep[c].mu);
         size_t ret = c < NCLASS ? tp__load_relaxed(&bp->dep[c].nret) : 0;
+        uint64_t an = tp__load_relaxed(&bp->alloc_n[c]), ab = tp__load_relaxed(&bp->alloc_bytes[c]);
+        if (c < NCLASS) pthread_mutex_unlock(&bp->dep[c].mu);
         for (struct tcache *tc = bp->caches; tc; tc = tc->pnext) {
             s->hits += tp__load_relaxed(&tc->cnt[c].hits);
             s->misses += tp__load_relaxed(&tc->cnt[c].misses);
@@ -1073,7 +1096,6 @@ TP_API void tp_bufpool_stats(tp_bufpool *bp, struct tp_bufpool_stats *out) {
         s->gets = s->hits + s->misses;
         s->retained = ret;
         s->retained_bytes = c < NCLASS ? ret * class_size(c) : 0;
-        uint64_t an = tp__load_relaxed(&bp->alloc_n[c]), ab = tp__load_relaxed(&bp->alloc_bytes[c]);
         s->outstanding = an > ret ? an - ret : 0;
         s->inuse_bytes = ab > s->retained_bytes ? ab - s->retained_bytes : 0;
         s->peak_bytes = tp__load_relaxed(&bp->peak[c]);
