@@ -145,6 +145,7 @@ static void run_mode(const char *label, const char *mode_lines, bool copytruncat
                 bad++;
             if (buf[i] != '\n') continue;
             unsigned v;
+            partial[plen] = '\0'; /* sscanf reads a string: stop it at this line */
             if (plen != LINE_LEN || sscanf(partial, "%8u", &v) != 1 || v >= MAX_LINES) {
                 bad++;
             } else if (seen[v]++) {
