@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # The newcomer's entry points. See README.md.
 #   make demo   install missing Debian packages, build, run the main job on a default input
-#   make test   install, build, run every test; then again under TSan and ASan+UBSan
+#   make test   install, build, run every test; the unit tests under valgrind memcheck; then
+#               again under TSan and ASan+UBSan and schedule perturbation
 #   make bench  build and run the benchmarks against their peers (see BENCHMARKS.md)
 #   make stress the stress tests, longer, under schedule perturbation (TP_CHAOS)
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
@@ -9,7 +10,7 @@ CMAKE  ?= cmake
 BUILD  ?= build
 DEMO_DIR ?= demo-data
 
-.PHONY: all deps build test test-plain test-tsan test-asan test-chaos stress fuzz bench demo install clean format
+.PHONY: all deps build test test-plain test-valgrind test-tsan test-asan test-chaos stress fuzz bench demo install clean format
 
 all: build
 
@@ -20,13 +21,19 @@ build: deps
 	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@$(CMAKE) --build $(BUILD) -j $(JOBS)
 
-test: deps test-plain test-tsan test-asan test-chaos
-	@echo "make test: all suites passed (plain, thread sanitizer, address+UB sanitizer, schedule perturbation)"
+test: deps test-plain test-valgrind test-tsan test-asan test-chaos
+	@echo "make test: all suites passed (plain, valgrind memcheck, thread sanitizer, address+UB sanitizer, schedule perturbation)"
 
 test-plain: deps
 	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@$(CMAKE) --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The unit tests of the plain build under Valgrind memcheck (two at a time).
+test-valgrind: deps
+	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@$(CMAKE) --build $(BUILD) -j $(JOBS)
+	@bash scripts/valgrind.sh $(BUILD)
 
 test-tsan: deps
 	@$(CMAKE) -S . -B build-tsan -DTP_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null

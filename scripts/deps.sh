@@ -15,6 +15,7 @@ PKGS=(
   libglib2.0-dev cthreadpool-dev libuv1-dev   # task pool bench peers
   libjemalloc-dev libmimalloc-dev     # buffer pool bench peers
   systemtap-sdt-dev                   # optional USDT probes
+  valgrind                            # memcheck over the unit tests (make test-valgrind)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -21,8 +21,9 @@
 #include "internal/os.h"
 #include "tp_promtool.h"
 
-/* "none", "thread", "address" or "chaos" (the TP_CHAOS schedule-perturbation
- * build): which checking build this binary runs under. */
+/* "none", "thread", "address", "chaos" (the TP_CHAOS schedule-perturbation
+ * build) or "valgrind" (a plain build under memcheck, scripts/valgrind.sh):
+ * which checking build or tool this binary runs under. */
 static inline const char *tp_test_sanitizer(void)
 {
     const char *s = getenv("TP_TEST_SANITIZER");
@@ -35,6 +36,8 @@ static inline unsigned tp_test_scale(unsigned n)
     const char *s = tp_test_sanitizer();
     if (strcmp(s, "thread") == 0)
         return n / 8 ? n / 8 : 1;
+    if (strcmp(s, "valgrind") == 0) /* memcheck: one thread at a time, ~30x slower */
+        return n / 4 ? n / 4 : 1;
     if (strcmp(s, "address") == 0 || strcmp(s, "chaos") == 0)
         return n / 4 ? n / 4 : 1;
     return n;
