@@ -5,12 +5,13 @@
 #               again under TSan and ASan+UBSan and schedule perturbation
 #   make bench  build and run the benchmarks against their peers (see BENCHMARKS.md)
 #   make stress the stress tests, longer, under schedule perturbation (TP_CHAOS)
+#   make soak   an hour (SOAK_SECONDS) of mixed work; fails if RSS, fds or threads grow
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE  ?= cmake
 BUILD  ?= build
 DEMO_DIR ?= demo-data
 
-.PHONY: all deps build test test-plain test-valgrind test-tsan test-asan test-chaos stress fuzz bench demo install clean format
+.PHONY: all deps build test test-plain test-valgrind test-tsan test-asan test-chaos stress soak fuzz bench demo install clean format
 
 all: build
 
@@ -70,6 +71,14 @@ fuzz: deps
 	@$(CMAKE) -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DTP_SANITIZE=fuzz -DTP_WERROR=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@$(CMAKE) --build build-fuzz -j $(JOBS) --target fuzz_all
 	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+# The soak test (tests/soak/mixed.c) for SOAK_SECONDS on the plain build;
+# make test runs its 2-minute version. Prints the RSS/fd/thread slopes.
+SOAK_SECONDS ?= 3600
+soak: deps
+	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@$(CMAKE) --build $(BUILD) -j $(JOBS) --target soak_mixed
+	@nice -n 19 $(BUILD)/soak_mixed $(SOAK_SECONDS)
 
 bench: deps
 	@$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DTP_BUILD_BENCH=ON -DTP_BUILD_TESTS=OFF >/dev/null

@@ -4,6 +4,7 @@
 #   tests/stress/<module>_<case>.c  -> stress_<module>_<case> (args: THREADS SCALE ITER)
 #   tests/cli/<case>.sh             -> cli_<case>             (env TRIPOOL=path of the command)
 #   tests/dl/<module>_<case>.c      -> dl_<module>_<case>     (plain build only, see below)
+#   tests/soak/<case>.c             -> soak_<case>            (arg: SECONDS; links tripool_static)
 # A test file may set its timeout with a first-20-lines comment "TP_TEST_TIMEOUT: <seconds>",
 # and wrap library calls for fault injection with "TP_TEST_WRAP: sym ..." (ld --wrap: the
 # test defines __wrap_sym and calls __real_sym; the sanitizers' interceptors stay in place).
@@ -80,6 +81,25 @@ if(TARGET tripool_shared)
     set_tests_properties(dl_${name} PROPERTIES TIMEOUT ${t} ENVIRONMENT "${TP_TEST_ENV}")
   endforeach()
 endif()
+
+# tests/soak/<case>.c -> soak_<case>: long mixed runs over the whole library
+# (links tripool_static), argument SECONDS. make test runs the short version
+# (2 min plain, 30 s under a sanitizer, which inflates memory); make soak the
+# long one (SOAK_SECONDS).
+file(GLOB soak_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/soak/*.c)
+foreach(src ${soak_tests})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(soak_${name} ${src})
+  target_link_libraries(soak_${name} PRIVATE tripool_static Threads::Threads m)
+  if(TP_SANITIZE STREQUAL "")
+    set(secs 120)
+  else()
+    set(secs 30)
+  endif()
+  add_test(NAME soak_${name} COMMAND soak_${name} ${secs})
+  math(EXPR t "${secs} * 2 + 120")
+  set_tests_properties(soak_${name} PROPERTIES TIMEOUT ${t} ENVIRONMENT "${TP_TEST_ENV}")
+endforeach()
 
 if(TARGET tripool)
   file(GLOB cli_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/*.sh)
