@@ -22,7 +22,8 @@
  * path, peak open <= max_open, round trips byte-exact, no temp file left.
  *
  * Leaks: every `interval` seconds the monitor pauses the drivers between
- * iterations (so no pool exists) and samples RSS (/proc/self/statm), open
+ * iterations (so no pool exists) and samples RSS (/proc/self/statm, after
+ * malloc_trim so it follows live memory rather than arena layout), open
  * descriptors (/proc/self/fd) and threads (/proc/self/task). After the
  * warm-up it fits a least-squares line per metric over time and fails when a
  * slope exceeds its bound (per minute): RSS 1 MiB, fds 0.5, threads 0.5.
@@ -41,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -765,6 +767,10 @@ struct sample {
 };
 
 static struct sample take_sample(uint64_t t0) {
+    /* Give freed heap pages back first, so RSS follows live memory, not
+     * where glibc's arenas happen to stand (a leak stays: trim only
+     * returns free memory). */
+    malloc_trim(0);
     struct sample s;
     s.t_min = (double)(tp_now_ns() - t0) / 60e9;
     long size = 0, res = 0;
@@ -797,6 +803,7 @@ static double slope(const struct sample *s, size_t n, size_t off) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* samples (-v) show as they come, also into a file */
     unsigned seconds = 120;
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "-v") == 0) {
