@@ -883,25 +883,12 @@ static char *str_cat(const char *a, const char *b) {
     return s;
 }
 
-/* Create the temporary output next to f->out; sets f->tmp and f->out_fd. */
+/* Create the temporary output next to f->out (tmpfile.c names it); sets
+ * f->tmp and f->out_fd. */
 static int open_tmp(struct efile *f) {
-    const char *slash = strrchr(f->out, '/');
-    size_t dl = slash ? (size_t)(slash - f->out) + 1 : 0;
-    const char *base = f->out + dl;
-    size_t need = dl + 1 + strlen(base) + sizeof(".tp.XXXXXX");
-    f->tmp = malloc(need);
-    if (!f->tmp) return -ENOMEM;
-    snprintf(f->tmp, need, "%.*s.%s.tp.XXXXXX", (int)dl, f->out, base);
-    int fd = mkostemp(f->tmp, O_CLOEXEC);
-    if (fd < 0) {
-        int err = -errno;
-        free(f->tmp);
-        f->tmp = NULL;
-        return err;
-    }
-    (void)fchmod(fd, f->mode & 07777);
-    f->out_fd = fd;
-    return 0;
+    int err = tp__tmp_create(f->out, 0600, &f->tmp, &f->out_fd);
+    if (!err) (void)fchmod(f->out_fd, f->mode & 07777);
+    return err;
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -1403,10 +1390,9 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* Our own temporary files (".name.tp.XXXXXX") are never inputs. */
+/* Our own temporary files (tmpfile.c) are never inputs. */
 static bool is_tmp_name(const char *name) {
-    size_t n = strlen(name);
-    return name[0] == '.' && n > 11 && memcmp(name + n - 10, ".tp.", 4) == 0;
+    return tp__tmp_parse(name, NULL, NULL);
 }
 
 static int walk(struct run *r, struct inputs *in, const char *dir, size_t index, unsigned depth) {
@@ -1686,6 +1672,22 @@ static int plan_file(struct run *r, const struct input *x) {
     return 0;
 }
 
+/* Before writing anything: remove the temps that killed earlier runs left
+ * for this job's outputs (tmpfile.c says which: never another's). */
+static void sweep_stale_tmps(struct run *r, const struct inputs *in) {
+    char **outs = calloc(in->n ? in->n : 1, sizeof(*outs));
+    if (!outs) return; /* only housekeeping */
+    for (size_t i = 0; i < in->n; i++) {
+        int err = 0;
+        if (!in->v[i].err && S_ISREG(in->v[i].st.st_mode))
+            outs[i] = out_name(r, in->v[i].path, &err);
+    }
+    (void)tp__tmp_sweep((const char *const *)outs, in->n);
+    for (size_t i = 0; i < in->n; i++)
+        free(outs[i]);
+    free(outs);
+}
+
 static int run_job(tp_engine *e, const tp_job *job, int op, const char *const *paths, size_t npaths,
                    tp_chunk_fn user_fn, void *user_arg) {
     if (!e || !job || (!paths && npaths)) return -EINVAL;
@@ -1730,6 +1732,7 @@ static int run_job(tp_engine *e, const tp_job *job, int op, const char *const *p
             if (!err && S_ISREG(st.st_mode)) tp__add_relaxed(&e->prog_total, (uint64_t)st.st_size);
         }
     }
+    if (!err && op_writes(op)) sweep_stale_tmps(&r, &in);
     for (size_t i = 0; i < in.n && !err; i++) {
         if (tp_ctx_done(e->ctx)) break;
         err = plan_file(&r, &in.v[i]);

@@ -59,4 +59,19 @@ void tp__xxh3_avx2_update(void *s, bool wide, const void *d, size_t n);
 void tp__xxh3_avx2_digest(void *s, bool wide, unsigned char *out);
 void tp__xxh3_avx2_free(void *s);
 
+/* Temporary outputs (tmpfile.c): ".base.tp.PID.XXXXXX" beside "dir/base". */
+#include <sys/types.h>
+
+/* Create a new temp for out with O_EXCL (retrying on EEXIST and EINTR);
+ * sets *tmp (malloc'ed name) and *fd. Returns 0 or -errno. */
+int tp__tmp_create(const char *out, mode_t mode, char **tmp, int *fd);
+
+/* Whether name (a file name, no directory) is a temp name; sets the length
+ * of the base it stands for (after the leading '.') and the writer's pid. */
+bool tp__tmp_parse(const char *name, size_t *baselen, long *pid);
+
+/* Remove the temps of outs[0..n) left by writers that are no longer
+ * running (see tmpfile.c). NULL entries are skipped. Returns how many. */
+size_t tp__tmp_sweep(const char *const *outs, size_t n);
+
 #endif
