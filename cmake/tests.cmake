@@ -8,6 +8,7 @@
 # A test file may set its timeout with a first-20-lines comment "TP_TEST_TIMEOUT: <seconds>",
 # and wrap library calls for fault injection with "TP_TEST_WRAP: sym ..." (ld --wrap: the
 # test defines __wrap_sym and calls __real_sym; the sanitizers' interceptors stay in place).
+# CLI tests also get TP_FAULT_LIB, the fault-injecting LD_PRELOAD shim (tests/fault/).
 if(TP_SANITIZE STREQUAL "" AND TP_CHAOS)
   set(TP_TEST_ENV "TP_TEST_SANITIZER=chaos")
 elseif(TP_SANITIZE STREQUAL "")
@@ -108,7 +109,7 @@ if(TARGET tripool)
     add_test(NAME cli_${name} COMMAND bash ${src})
     tp_test_timeout(${src} t)
     set_tests_properties(cli_${name} PROPERTIES TIMEOUT ${t}
-      ENVIRONMENT "${TP_TEST_ENV};TRIPOOL=$<TARGET_FILE:tripool>;TP_SRC=${CMAKE_SOURCE_DIR}")
+      ENVIRONMENT "${TP_TEST_ENV};TRIPOOL=$<TARGET_FILE:tripool>;TP_SRC=${CMAKE_SOURCE_DIR};TP_FAULT_LIB=$<TARGET_FILE:tp_fault>")
   endforeach()
 endif()
 
@@ -126,3 +127,12 @@ endforeach()
 
 # tests/fuzz/: corpus replays fuzz_<target> (and the libFuzzer build of make fuzz).
 include(${CMAKE_SOURCE_DIR}/cmake/fuzz.cmake)
+
+# The fault injector for tests/cli/faults.sh and friends: an LD_PRELOAD shim
+# (tests/fault/tp_fault.c). Not instrumented itself: under the sanitizers it
+# sits in front of the runtime's interceptors (see the file's comment).
+add_library(tp_fault MODULE ${CMAKE_SOURCE_DIR}/tests/fault/tp_fault.c)
+target_link_libraries(tp_fault PRIVATE ${CMAKE_DL_LIBS})
+set_target_properties(tp_fault PROPERTIES C_VISIBILITY_PRESET default)
+target_compile_options(tp_fault PRIVATE -fno-sanitize=all)
+target_link_options(tp_fault PRIVATE -fno-sanitize=all)
