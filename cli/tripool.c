@@ -666,7 +666,14 @@ static int run(struct opts *o) {
     g_engine = e;
     pthread_mutex_unlock(&g_engine_lock);
     pthread_t sig_th, prog_th;
-    pthread_create(&sig_th, NULL, signal_thread, &set);
+    err = pthread_create(&sig_th, NULL, signal_thread, &set);
+    if (err != 0) { /* no thread to take SIGINT: do not start what it could not stop */
+        fprintf(stderr, "%s: cannot start: %s\n", prog, strerror(err));
+        retire_engine();
+        stop_metrics(e, &ms);
+        tp_engine_destroy(e);
+        return 1;
+    }
 
     if (o->metrics_addr) {
         err = start_metrics(o->metrics_addr, e, &ms);
