@@ -85,6 +85,7 @@
 
 #include <xxhash.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include "engine/engine_internal.h"
 #include "internal/atomic.h"
@@ -362,6 +363,11 @@ static struct zctx *zctx_get(tp_engine *e) {
     return z;
 }
 
+/* A zstd error as an errno: running out of memory is not corrupt data. */
+static int zstd_err(size_t code, int otherwise) {
+    return ZSTD_getErrorCode(code) == ZSTD_error_memory_allocation ? -ENOMEM : otherwise;
+}
+
 static int chunk_fail(struct echunk *c, int err, const char *op) {
     c->err = err;
     c->err_op = op;
@@ -494,7 +500,8 @@ static int chunk_stream_decompress(struct echunk *c, tp_fd *h, struct zctx *z) {
         while (ib.pos < ib.size) {
             ZSTD_outBuffer ob = {c->out->data, c->out->cap, 0};
             last = ZSTD_decompressStream(z->d, &ob, &ib);
-            if (ZSTD_isError(last)) return chunk_fail(c, -EBADMSG, "not zstd data or corrupt");
+            if (ZSTD_isError(last))
+                return chunk_fail(c, zstd_err(last, -EBADMSG), "not zstd data or corrupt");
             size_t w = 0;
             while (w < ob.pos) {
                 ssize_t k = write(c->stream_fd, (char *)ob.dst + w, ob.pos - w);
@@ -681,7 +688,7 @@ static int chunk_compress_pieces(struct echunk *c, tp_fd *h, struct zctx *z) {
         do {
             ret = ZSTD_compressStream2(z->c, &ob, &ib, mode);
             if (ZSTD_isError(ret) || (ob.pos == ob.size && ret != 0 && mode == ZSTD_e_end))
-                return chunk_fail(c, -EIO, "compress");
+                return chunk_fail(c, ZSTD_isError(ret) ? zstd_err(ret, -EIO) : -EIO, "compress");
         } while (mode == ZSTD_e_end ? ret != 0 : ib.pos < ib.size);
     }
     c->out_len = ob.pos;
@@ -762,7 +769,7 @@ static int chunk_task(void *arg) {
         ZSTD_CCtx_setParameter(z->c, ZSTD_c_checksumFlag, 1);
         size_t n = ZSTD_compress2(z->c, c->out->data, c->out->cap, c->in->data, c->len);
         if (ZSTD_isError(n))
-            err = chunk_fail(c, -EIO, "compress");
+            err = chunk_fail(c, zstd_err(n, -EIO), "compress");
         else
             c->out_len = n;
         if (!err && c->fast && c->f->verify) /* --rm: the input's hash, checked at publish */
@@ -778,7 +785,8 @@ static int chunk_task(void *arg) {
         if (c->pw_fd < 0) {
             size_t n = ZSTD_decompressDCtx(z->d, c->out->data, c->dsize, c->in->data, c->len);
             if (ZSTD_isError(n) || n != c->dsize)
-                err = chunk_fail(c, -EBADMSG, "corrupt zstd frame");
+                err = chunk_fail(c, ZSTD_isError(n) ? zstd_err(n, -EBADMSG) : -EBADMSG,
+                                 "corrupt zstd frame");
             else
                 c->out_len = n;
             break;
@@ -795,7 +803,8 @@ static int chunk_task(void *arg) {
             ret = ZSTD_decompressStream(z->d, &ob, &ib);
             if (ZSTD_isError(ret) || c->out_len + ob.pos > c->dsize ||
                 (ob.pos == 0 && ib.pos == ib.size && ret != 0)) {
-                err = chunk_fail(c, -EBADMSG, "corrupt zstd frame");
+                err = chunk_fail(c, ZSTD_isError(ret) ? zstd_err(ret, -EBADMSG) : -EBADMSG,
+                                 "corrupt zstd frame");
                 break;
             }
             size_t w = 0;
@@ -940,7 +949,7 @@ static int verify_zst(const char *path, XXH64_hash_t want) {
             ZSTD_outBuffer o = {ob, osz, 0};
             last = ZSTD_decompressStream(d, &o, &in);
             if (ZSTD_isError(last)) {
-                err = -EBADMSG;
+                err = zstd_err(last, -EBADMSG);
                 goto out;
             }
             XXH64_update(x, ob, o.pos);
