@@ -635,6 +635,7 @@ static int chunk_copy_in_place(struct echunk *c, tp_fd *h) {
         if (kernel) {
             off_t ip = (off_t)pos, op = (off_t)pos;
             n = copy_file_range(in, &ip, c->pw_fd, &op, want, 0);
+            if (n < 0 && errno == EINTR) continue;
             if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP ||
                           errno == ENOSYS || errno == EBADF)) {
                 kernel = false;
@@ -921,9 +922,26 @@ static void file_fail(struct efile *f, int err, const char *op) {
     }
 }
 
+/* open(2) and fsync(2) retried on EINTR (a signal on a slow filesystem). */
+static int open_retry(const char *path, int flags) {
+    int fd;
+    do
+        fd = open(path, flags | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+static int sync_retry(int fd, bool whole_fs) {
+    int rc;
+    do
+        rc = whole_fs ? syncfs(fd) : fsync(fd);
+    while (rc != 0 && errno == EINTR);
+    return rc;
+}
+
 /* Decode the .zst at path and compare the XXH64 of its content. */
 static int verify_zst(const char *path, XXH64_hash_t want) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_retry(path, O_RDONLY);
     if (fd < 0) return -errno;
     int err = 0;
     ZSTD_DCtx *d = ZSTD_createDCtx();
@@ -1057,14 +1075,14 @@ static void flush_pending(struct run *r) {
     for (size_t i = 0; sync && i < r->npending; i++) {
         struct efile *f = r->pending[i];
         if (!f->tmp || f->err || f->synced) continue;
-        int fd = open(f->tmp, O_RDONLY | O_CLOEXEC);
+        int fd = open_retry(f->tmp, O_RDONLY);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0) {
             file_fail(f, -errno, "fsync");
             if (fd >= 0) close(fd);
             continue;
         }
-        int err = (nout == 1 ? fsync(fd) : syncfs(fd)) != 0 ? -errno : 0;
+        int err = sync_retry(fd, nout != 1) != 0 ? -errno : 0;
         close(fd);
         /* Every pending output on this filesystem is now durable (or not). */
         for (size_t k = i; k < r->npending; k++) {
