@@ -147,6 +147,7 @@ struct efile {
     bool fast;       /* small file: one chunk in a batch task, output written by the worker */
     uint64_t wb_off; /* output bytes whose writeback was started (sync_file_range) */
     dev_t dev;       /* filesystem of the output */
+    struct timespec atime, mtime; /* the source's, given to the output */
     bool synced;     /* output made durable by a batch sync */
 };
 
@@ -610,6 +611,7 @@ static int chunk_pieces(struct echunk *c, tp_fd *h) {
 }
 
 static int open_tmp(struct efile *f);
+static void finish_meta(struct efile *f, int fd);
 static int write_all(int fd, const void *p, size_t n);
 
 /* cp: copy the chunk's range to the same offset of the output inside the
@@ -705,6 +707,7 @@ static int fast_output(struct echunk *c) {
     if (err) return chunk_fail(c, err, "create output");
     err = write_all(f->out_fd, c->out->data, c->out_len);
     struct stat st;
+    if (!err) finish_meta(f, f->out_fd);
     if (!err && fstat(f->out_fd, &st) == 0) f->dev = st.st_dev;
     if (close(f->out_fd) != 0 && !err) err = -errno;
     f->out_fd = -1;
@@ -894,11 +897,19 @@ static char *str_cat(const char *a, const char *b) {
 }
 
 /* Create the temporary output next to f->out (tmpfile.c names it); sets
- * f->tmp and f->out_fd. */
+ * f->tmp and f->out_fd. It is private (0600) until finish_meta gives it
+ * the source's mode. */
 static int open_tmp(struct efile *f) {
-    int err = tp__tmp_create(f->out, 0600, &f->tmp, &f->out_fd);
-    if (!err) (void)fchmod(f->out_fd, f->mode & 07777);
-    return err;
+    return tp__tmp_create(f->out, 0600, &f->tmp, &f->out_fd);
+}
+
+/* Give a finished output the source's permission bits and times, as zstd
+ * does (mode & 0777 exactly, not filtered by the umask; atime and mtime).
+ * A failure here loses no data: the output is kept (zstd only warns). */
+static void finish_meta(struct efile *f, int fd) {
+    (void)fchmod(fd, f->mode & 0777);
+    struct timespec ts[2] = {f->atime, f->mtime};
+    (void)futimens(fd, ts);
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -1127,6 +1138,7 @@ static void file_end(struct run *r, struct efile *f) {
         if (!f->err && r->op == TP_OP_COPY && ftruncate(f->out_fd, (off_t)f->size) != 0)
             file_fail(f, -errno, "truncate");
         struct stat st;
+        if (!f->err) finish_meta(f, f->out_fd);
         if (!f->err && fstat(f->out_fd, &st) == 0) f->dev = st.st_dev;
         if (close(f->out_fd) != 0 && !f->err) file_fail(f, -errno, "close");
         f->out_fd = -1;
@@ -1553,6 +1565,8 @@ static int plan_file(struct run *r, const struct input *x) {
     f->digest_len = digest_len_of(f->alg);
     f->size = (uint64_t)x->st.st_size;
     f->mode = x->st.st_mode;
+    f->atime = x->st.st_atim;
+    f->mtime = x->st.st_mtim;
     f->nchunks = 1;
     /* A cached descriptor may name an older file at this path (rewritten
      * since an earlier job): have the fd pool re-check it on next acquire. */
