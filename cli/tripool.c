@@ -424,6 +424,10 @@ static void report_error(const tp_file_result *r) {
 static void on_result(void *arg, const tp_file_result *r) {
     struct outstate *s = arg;
     struct opts *o = s->o;
+    if (r->skipped) { /* a note, not an error: the exit status is not changed */
+        fprintf(stderr, "%s: %s: skipped: %s\n", prog, r->path, r->skipped);
+        return;
+    }
     s->files++;
     if (o->check) {
         if (r->err) {

@@ -160,6 +160,10 @@ typedef struct tp_file_result {
     uint64_t count;           /* TP_OP_COUNT: lines or matching lines */
     unsigned char digest[16]; /* TP_OP_HASH: canonical (big-endian) bytes */
     size_t digest_len;        /* 4, 8 or 16 */
+    /* Set (err 0, nothing else) for an entry a walk (recursive) did not
+     * process, saying why: "symbolic link not followed", "not a regular
+     * file". Such an entry is neither a success nor a failure. */
+    const char *skipped;
 } tp_file_result;
 
 /* Called on the thread running tp_engine_run, in input order, once per

@@ -148,6 +148,10 @@ struct efile {
     uint64_t wb_off; /* output bytes whose writeback was started (sync_file_range) */
     dev_t dev;       /* filesystem of the output */
     struct timespec atime, mtime; /* the source's, given to the output */
+    dev_t src_dev;                /* the source as planned: every open must find it */
+    ino_t src_ino;
+    bool nofollow; /* found by a walk: opened with O_NOFOLLOW */
+    const char *skip; /* not processed, not an error: why (a walk's symlink, device) */
     bool synced;     /* output made durable by a batch sync */
 };
 
@@ -714,6 +718,27 @@ static int fast_output(struct echunk *c) {
     return err ? chunk_fail(c, err, "write") : 0;
 }
 
+/* Open f's source; it must still be the file that was planned (same device
+ * and inode): a tree that changes while it is walked never makes us read a
+ * file put in its place, nor (O_NOFOLLOW for what a walk found) a symlink's
+ * target. A file replaced gives -ESTALE. */
+static int src_acquire(tp_engine *e, const struct efile *f, tp_fd **h) {
+    int err = tp_fd_acquire(e->fp, f->path, O_RDONLY | (f->nofollow ? O_NOFOLLOW : 0), 0, h);
+    if (err) return err;
+    struct stat st;
+    if (fstat(tp_fd_get(*h), &st) != 0) {
+        err = -errno;
+    } else if (st.st_dev != f->src_dev || st.st_ino != f->src_ino) {
+        err = -ESTALE;
+    } else {
+        return 0;
+    }
+    tp_fd_release(e->fp, *h);
+    *h = NULL;
+    (void)tp_fdpool_invalidate(e->fp, f->path);
+    return err;
+}
+
 static int chunk_task(void *arg) {
     struct echunk *c = arg;
     struct run *r = c->r;
@@ -726,8 +751,8 @@ static int chunk_task(void *arg) {
         return 0;
     }
     tp_fd *h = NULL;
-    err = tp_fd_acquire(e->fp, c->f->path, O_RDONLY, 0, &h);
-    if (err) return chunk_fail(c, err, "open");
+    err = src_acquire(e, c->f, &h);
+    if (err) return chunk_fail(c, err, err == -ESTALE ? "replaced during the run" : "open");
     struct zctx *z = NULL;
     if (r->op == TP_OP_COMPRESS || r->op == TP_OP_DECOMPRESS) {
         z = zctx_get(e);
@@ -1019,6 +1044,19 @@ static int publish_rename(const char *tmp, const char *out, bool force) {
     return 0;
 }
 
+/* --rm: the path still names the source as it was planned and read (same
+ * inode, size and mtime): a file changed or put in its place meanwhile is
+ * not ours to remove. (A change between this check and the unlink is not
+ * seen: there is no unlink-if-inode call.) */
+static int src_unchanged(const struct efile *f) {
+    struct stat st;
+    if (lstat(f->path, &st) != 0) return -errno;
+    if (st.st_dev != f->src_dev || st.st_ino != f->src_ino || (uint64_t)st.st_size != f->size ||
+        st.st_mtim.tv_sec != f->mtime.tv_sec || st.st_mtim.tv_nsec != f->mtime.tv_nsec)
+        return -ESTALE;
+    return 0;
+}
+
 /* Rename f's output into place (it is durable unless no_fsync), apply
  * --rm, report f and free it. */
 static void file_publish(struct run *r, struct efile *f) {
@@ -1038,6 +1076,8 @@ static void file_publish(struct run *r, struct efile *f) {
             if (r->op == TP_OP_COMPRESS) err = verify_zst(f->out, XXH64_digest(f->verify));
             if (err)
                 file_fail(f, err, "verify (source kept)");
+            else if ((err = src_unchanged(f)) != 0)
+                file_fail(f, err, "source changed during the run (kept)");
             else if (unlink(f->path) != 0)
                 file_fail(f, -errno, "remove source");
             else
@@ -1051,6 +1091,14 @@ static void file_publish(struct run *r, struct efile *f) {
         memcpy(f->digest, b, 4);
     }
     bool silent = canceled && f->err == tp_ctx_err(e->ctx);
+    if (f->skip) {
+        if (j->on_result && !canceled) {
+            tp_file_result res = {.path = f->path, .index = f->index, .skipped = f->skip};
+            j->on_result(j->arg, &res);
+        }
+        file_free(f);
+        return;
+    }
     if (f->err)
         tp__add_relaxed(&e->files_failed, 1);
     else
@@ -1171,8 +1219,8 @@ static void writeback(struct efile *f) {
 static void apply(struct run *r, struct echunk *c) {
     tp_engine *e = r->e;
     struct efile *f = c->f;
-    if (c->index == 0) file_begin(r, f);
     if (c->err) file_fail(f, c->err, c->err_op ? c->err_op : "task");
+    if (c->index == 0) file_begin(r, f); /* (after: a failed file creates no temp) */
     if (!f->err) {
         int err = 0;
         switch (r->op) {
@@ -1355,7 +1403,7 @@ static bool plan_frames(struct run *r, struct efile *f, uint64_t **pairs, size_t
     *pairs = NULL;
     *nframes = 0;
     if (f->size < TP__SEEK_FOOTER_SIZE + 8) return false;
-    if (tp_fd_acquire(r->e->fp, f->path, O_RDONLY, 0, &h) != 0) return false;
+    if (src_acquire(r->e, f, &h) != 0) return false; /* the stream path reports it */
     bool ok = false;
     unsigned char foot[TP__SEEK_FOOTER_SIZE];
     int sums = 0;
@@ -1397,6 +1445,9 @@ struct input {
     size_t index;
     int err;
     struct stat st;
+    bool walked;        /* found by a walk (lstat; opened with O_NOFOLLOW) */
+    const char *err_op; /* with err: what failed (default "open") */
+    const char *skip; /* not processed: why */
 };
 
 struct inputs {
@@ -1434,41 +1485,107 @@ static bool is_tmp_name(const char *name) {
     return tp__tmp_parse(name, NULL, NULL);
 }
 
-static int walk(struct run *r, struct inputs *in, const char *dir, size_t index, unsigned depth) {
-    struct dirent **ents = NULL;
-    int n = scandir(dir, &ents, NULL, alphasort); /* reads all, closes the directory */
-    if (n < 0) return inputs_add(in, dir, index, -errno, NULL);
-    int err = 0;
-    for (int i = 0; i < n; i++) {
-        const char *name = ents[i]->d_name;
-        if (!err && strcmp(name, ".") && strcmp(name, "..") && !is_tmp_name(name)) {
-            size_t dl = strlen(dir);
-            char *p = malloc(dl + strlen(name) + 2);
-            if (!p) {
-                err = -ENOMEM;
-            } else {
-                sprintf(p, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
-                struct stat st;
-                if (lstat(p, &st) != 0) {
-                    err = inputs_add(in, p, index, -errno, NULL);
-                } else if (S_ISDIR(st.st_mode)) {
-                    err = depth > 64 ? inputs_add(in, p, index, -ELOOP, NULL)
-                                     : walk(r, in, p, index, depth + 1);
-                } else if (S_ISREG(st.st_mode)) {
-                    bool zst = ends_with(name, ".zst");
-                    bool skip =
-                        (r->op == TP_OP_COMPRESS && zst) || (r->op == TP_OP_DECOMPRESS && !zst);
-                    if (!skip) {
-                        err = inputs_add(in, p, index, 0, &st);
-                        if (!err) tp__add_relaxed(&r->e->prog_total, (uint64_t)st.st_size);
-                    }
-                } /* symlinks, devices, sockets are not followed in a walk */
-                free(p);
-            }
-        }
-        free(ents[i]);
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The entry names of directory fd (closed), sorted; *n of them. */
+static int read_names(int fd, char ***out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int err = -errno;
+        close(fd);
+        return err;
     }
-    free(ents);
+    char **v = NULL;
+    size_t cap = 0;
+    int err = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            err = errno ? -errno : 0;
+            break;
+        }
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || is_tmp_name(de->d_name))
+            continue;
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            char **nv = realloc(v, nc * sizeof(*nv));
+            if (!nv) {
+                err = -ENOMEM;
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        if (!(v[*n] = strdup(de->d_name))) {
+            err = -ENOMEM;
+            break;
+        }
+        (*n)++;
+    }
+    closedir(d);
+    if (*n) qsort(v, *n, sizeof(*v), cmp_name);
+    *out = v;
+    return err;
+}
+
+/* Walk dir, which was stat'ed as *dst. Never follows a symlink found in
+ * the tree (a symlinked file or directory is reported as skipped), and a
+ * directory replaced (by a symlink or another directory) between its stat
+ * and its open fails with -ESTALE instead of being walked. Entries that
+ * vanish or change later fail per file (see src_acquire). */
+static int walk(struct run *r, struct inputs *in, const char *dir, const struct stat *dst,
+                size_t index, unsigned depth) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (depth ? O_NOFOLLOW : 0));
+    struct stat dst2;
+    if (fd < 0) return inputs_add(in, dir, index, -errno, NULL);
+    if (fstat(fd, &dst2) != 0 || dst2.st_dev != dst->st_dev || dst2.st_ino != dst->st_ino) {
+        close(fd);
+        int err = inputs_add(in, dir, index, -ESTALE, NULL);
+        if (!err) in->v[in->n - 1].err_op = "directory replaced during the walk";
+        return err;
+    }
+    char **names;
+    size_t n;
+    int rerr = read_names(fd, &names, &n);
+    int err = rerr ? inputs_add(in, dir, index, rerr, NULL) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = names[i];
+        size_t dl = strlen(dir);
+        char *p = err ? NULL : malloc(dl + strlen(name) + 2);
+        if (!err && !p) err = -ENOMEM;
+        if (p) {
+            sprintf(p, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
+            bool zst = ends_with(name, ".zst");
+            bool want = !(r->op == TP_OP_COMPRESS && zst) && !(r->op == TP_OP_DECOMPRESS && !zst);
+            struct stat st;
+            if (lstat(p, &st) != 0) {
+                if (errno != ENOENT || want) err = inputs_add(in, p, index, -errno, NULL);
+            } else if (S_ISDIR(st.st_mode)) {
+                err = depth > 64 ? inputs_add(in, p, index, -ELOOP, NULL)
+                                 : walk(r, in, p, &st, index, depth + 1);
+            } else if (want) {
+                err = inputs_add(in, p, index, 0, &st);
+                if (!err) {
+                    struct input *x = &in->v[in->n - 1];
+                    x->walked = true;
+                    if (S_ISLNK(st.st_mode))
+                        x->skip = "symbolic link not followed";
+                    else if (!S_ISREG(st.st_mode))
+                        x->skip = "not a regular file";
+                    else
+                        tp__add_relaxed(&r->e->prog_total, (uint64_t)st.st_size);
+                }
+            }
+            free(p);
+        }
+        free(names[i]);
+    }
+    free(names);
     return err;
 }
 
@@ -1568,11 +1685,17 @@ static int plan_file(struct run *r, const struct input *x) {
     f->atime = x->st.st_atim;
     f->mtime = x->st.st_mtim;
     f->nchunks = 1;
+    f->src_dev = x->st.st_dev;
+    f->src_ino = x->st.st_ino;
+    f->nofollow = x->walked;
     /* A cached descriptor may name an older file at this path (rewritten
      * since an earlier job): have the fd pool re-check it on next acquire. */
     if (!x->err) (void)tp_fdpool_invalidate(e->fp, f->path);
-    if (x->err) {
-        file_fail(f, x->err, "open");
+    if (x->skip) {
+        f->skip = x->skip;
+        file_fail(f, -ECANCELED, "skipped"); /* (never reported: f->skip is) */
+    } else if (x->err) {
+        file_fail(f, x->err, x->err_op ? x->err_op : "open");
     } else if (S_ISDIR(x->st.st_mode)) {
         file_fail(f, -EISDIR, "open");
     } else if (!S_ISREG(x->st.st_mode)) {
@@ -1586,6 +1709,8 @@ static int plan_file(struct run *r, const struct input *x) {
         if (f->out && stat(f->out, &ost) == 0 && ost.st_dev == x->st.st_dev &&
             ost.st_ino == x->st.st_ino)
             file_fail(f, -EINVAL, "input and output are the same file");
+        else if (f->out && lstat(f->out, &ost) == 0 && S_ISDIR(ost.st_mode))
+            file_fail(f, -EISDIR, "output is a directory"); /* even with force */
         else if (f->out && !j->force && lstat(f->out, &ost) == 0)
             file_fail(f, -EEXIST, "output exists"); /* checked again at the rename */
     }
@@ -1767,7 +1892,7 @@ static int run_job(tp_engine *e, const tp_job *job, int op, const char *const *p
         } else if (stat(paths[i], &st) != 0) {
             err = inputs_add(&in, paths[i], i, -errno, NULL);
         } else if (S_ISDIR(st.st_mode) && job->recursive) {
-            err = walk(&r, &in, paths[i], i, 0);
+            err = walk(&r, &in, paths[i], &st, i, 0);
         } else {
             err = inputs_add(&in, paths[i], i, 0, &st);
             if (!err && S_ISREG(st.st_mode)) tp__add_relaxed(&e->prog_total, (uint64_t)st.st_size);
