@@ -21,6 +21,13 @@
  * are compressed (that path is taken only with <= 8 workers). Output files are
  * written to a temporary name in the target directory, fsynced and renamed
  * only when complete: no partial file ever appears under the final name.
+ * The temporary name is ".NAME.tp.PID.XXXXXX" (PID: the writer's); a job
+ * first removes the ones of its own outputs whose PID is not a live
+ * process (left by a writer that was killed). Outputs get the source's
+ * mode & 0777 (the umask does not apply, as with zstd) and its atime and
+ * mtime. An output path that is a directory fails (-EISDIR, "output is a
+ * directory"); one that is a symlink is an existing output (replaced, the
+ * link itself, only with force).
  *
  * Existing outputs are never replaced unless tp_job.force is set.
  *
@@ -177,9 +184,14 @@ typedef struct tp_job {
     int level;               /* TP_OP_COMPRESS: zstd level; default 3 */
     const char *pattern;     /* TP_OP_COUNT: fixed string; NULL = count newlines */
     const char *out_path;    /* single input only: output file (or directory for copy) */
-    bool recursive;          /* walk directories given as inputs */
+    bool recursive;          /* walk directories given as inputs. A walk never follows
+                                a symlink (reported as skipped, see
+                                tp_file_result.skipped); each file it found must
+                                still be the same inode when opened (O_NOFOLLOW),
+                                else it fails with -ESTALE ("replaced during the run") */
     bool remove_src;         /* compress/decompress: delete the input after the output
-                                is fsynced and verified */
+                                is fsynced and verified, if it is unchanged (same
+                                inode, size and mtime; else -ESTALE, source kept) */
     bool no_fsync;           /* skip fsync before rename (faster, less durable) */
     bool force;              /* compress/decompress/copy: replace an existing output file.
                                 Default: such an input fails with -EEXIST (err_op
