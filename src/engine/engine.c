@@ -1540,7 +1540,7 @@ static int read_names(int fd, char ***out, size_t *n) {
  * vanish or change later fail per file (see src_acquire). */
 static int walk(struct run *r, struct inputs *in, const char *dir, const struct stat *dst,
                 size_t index, unsigned depth) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (depth ? O_NOFOLLOW : 0));
+    int fd = open_retry(dir, O_RDONLY | O_DIRECTORY | (depth ? O_NOFOLLOW : 0));
     struct stat dst2;
     if (fd < 0) return inputs_add(in, dir, index, -errno, NULL);
     if (fstat(fd, &dst2) != 0 || dst2.st_dev != dst->st_dev || dst2.st_ino != dst->st_ino) {
