@@ -13,9 +13,13 @@
 #     injected error,
 # and in both cases: no file under a final name that is not complete and
 # correct, the source of --rm kept unless its output is complete, no
-# temporary file left, no hang (each run has a timeout). Under the
-# sanitizers the faults are fewer (one error per call kind; no malloc, see
-# tp_fault.c), as the runs are ~10x slower.
+# temporary file left, no hang (each run has a timeout). Under ASan the
+# faults are fewer (one or two errors per call kind, on the cases with the
+# most cleanup; no malloc, see tp_fault.c): the runs are ~5x slower, and
+# what ASan adds is leaks and bad frees on those error paths. Not run under
+# TSan: an injected fault changes one call's result on one thread, which
+# the plain run checks completely; TSan would only repeat it at ~10x the
+# cost (the engine's threading is exercised by its stress tests there).
 set -u
 T=${TRIPOOL:?set TRIPOOL to the tripool binary}
 F=${TP_FAULT_LIB:?set TP_FAULT_LIB to the fault shim}
@@ -37,39 +41,41 @@ seq 1 20000 > "$R/small"                                    # one small file (ba
 mkdir "$R/tree" && seq 1 300 > "$R/tree/a" && seq 5 900 > "$R/tree/b" && : > "$R/tree/empty"
 "$T" compress --chunk 64K -o "$R/big.zst" "$R/big" || fail "setup: multi-frame .zst"
 zstd -q -c "$R/small" > "$R/small.zst" || fail "setup: foreign .zst"
-"$T" hash "$R/small" | sed "s|$R|$W|" > "$R/hash.small"
 "$T" hash -a crc32c --chunk 64K "$R/big" | sed "s|$R|$W|" > "$R/hash.big"
 "$T" hash -r "$R/tree" | sed "s|$R|$W|" > "$R/hash.tree"
 "$T" count --chunk 64K -e 99 "$R/big" | sed "s|$R|$W|" > "$R/count.big"
-"$T" count --chunk 64K "$R/big" | sed "s|$R|$W|" > "$R/lines.big"
 
 # ---- the cases: name | inputs to copy into W | command | what a success leaves -----
 # check kinds: stdout:REF  out:FILE=REFFILE (decoded if .zst)  gone:FILE (--rm)
 CASES=(
-    "hash-small|small|hash $W/small|stdout:hash.small"
     "hash-crc-big|big|hash -a crc32c --chunk 64K $W/big|stdout:hash.big"
     "hash-tree|tree|hash -r $W/tree|stdout:hash.tree"
     "count-e|big|count --chunk 64K -e 99 $W/big|stdout:count.big"
-    "count-lines|big|count --chunk 64K $W/big|stdout:lines.big"
-    "compress-small|small|compress $W/small|out:small.zst=small"
     "compress-big|big|compress --chunk 64K $W/big|out:big.zst=big"
     "compress-rm-small|small|compress --rm $W/small|out:small.zst=small gone:small"
     "compress-rm-big|big|compress --rm --chunk 64K $W/big|out:big.zst=big gone:big"
     "compress-tree|tree|compress -r $W/tree|out:tree/a.zst=tree/a out:tree/b.zst=tree/b out:tree/empty.zst=tree/empty"
-    "decompress-frames|big.zst|decompress $W/big.zst|out:big=big"
-    "decompress-stream|small.zst|decompress $W/small.zst|out:small=small"
     "decompress-rm|big.zst|decompress --rm $W/big.zst|out:big=big gone:big.zst"
     "decompress-rm-stream|small.zst|decompress --rm $W/small.zst|out:small=small gone:small.zst"
     "cp|big|cp --chunk 64K $W/big $W/copy|out:copy=big"
 )
 
-OPS_FULL="open:EMFILE,ENOSPC,EINTR read:EIO,EINTR,short pread:EIO,EINTR,short
-write:ENOSPC,EIO,EINTR,short pwrite:ENOSPC,EINTR,short cfr:EIO,ENOSPC,EINTR,short,EXDEV
-fsync:EIO,EINTR rename:EIO,EXDEV,EINVAL unlink:EIO,EACCES malloc:ENOMEM"
+# (EXDEV on copy_file_range: the pread/pwrite fallback; EINVAL on rename:
+# the link+unlink fallback for filesystems without RENAME_NOREPLACE)
+OPS_FULL="open:EMFILE,ENOSPC,EINTR read:EIO,short pread:EIO,EINTR,short
+write:ENOSPC,EINTR,short pwrite:ENOSPC,short cfr:EIO,EINTR,short,EXDEV
+fsync:EIO,EINTR rename:EIO,EXDEV,EINVAL unlink:EIO malloc:ENOMEM"
 OPS_SAN="open:EMFILE read:EIO pread:EIO,short write:ENOSPC,EINTR pwrite:ENOSPC cfr:EIO,short
 fsync:EIO rename:EXDEV,EINVAL unlink:EIO"
-[ "$SAN" = none ] && OPS=$OPS_FULL || OPS=$OPS_SAN
-MALLOC_CASES="hash-tree count-e compress-rm-big compress-tree decompress-rm decompress-rm-stream cp"
+# Under ASan the cases whose error paths free the most (leaks show there);
+# TSan is not run: see the top.
+SAN_CASES="count-e compress-rm-big compress-tree decompress-rm decompress-rm-stream cp"
+MALLOC_CASES="hash-tree compress-rm-big compress-tree decompress-rm cp"
+case $SAN in
+none) OPS=$OPS_FULL ;;
+address) OPS=$OPS_SAN ;;
+*) echo "faults: not run under $SAN (see the top)"; exit 0 ;;
+esac
 
 errtext() {
     case $1 in
@@ -145,6 +151,7 @@ check_run() { # case-name spec checks rc
 
 for cs in "${CASES[@]}"; do
     IFS='|' read -r name inputs cmd checks <<< "$cs"
+    [ "$SAN" = none ] || [[ " $SAN_CASES " == *" $name "* ]] || continue
     for oe in $OPS; do
         op=${oe%%:*}
         # malloc faults hit every allocation of the run (~70 each): on the

@@ -153,7 +153,7 @@ mutate() {
     done
 }
 mutate & mut=$!
-runs=$([ "$SAN" = none ] && echo 12 || echo 4)
+runs=$([ "$SAN" = none ] && echo 6 || echo 3)
 for r in $(seq 1 $runs); do
     timeout 60 "$T" hash -r live > o 2> e; rc=$?
     [ $rc -le 1 ] || fail "hash -r on a changing tree: exit $rc: $(tail -3 e)"
