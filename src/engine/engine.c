@@ -1065,6 +1065,12 @@ static void file_publish(struct run *r, struct efile *f) {
     bool canceled = tp_ctx_done(e->ctx);
     if (f->tmp) {
         if (!f->err && canceled) file_fail(f, tp_ctx_err(e->ctx), "canceled");
+        /* --rm: the output is decoded again before it gets its final name,
+         * so a name never holds an output that failed its verification. */
+        if (!f->err && j->remove_src && r->op == TP_OP_COMPRESS) {
+            int err = verify_zst(f->tmp, XXH64_digest(f->verify));
+            if (err) file_fail(f, err, "verify (source kept)");
+        }
         if (!f->err) {
             int err = publish_rename(f->tmp, f->out, j->force);
             if (err) file_fail(f, err, err == -EEXIST ? "output exists" : "rename");
@@ -1072,11 +1078,8 @@ static void file_publish(struct run *r, struct efile *f) {
         if (f->err) {
             (void)unlink(f->tmp);
         } else if (j->remove_src) {
-            int err = 0;
-            if (r->op == TP_OP_COMPRESS) err = verify_zst(f->out, XXH64_digest(f->verify));
-            if (err)
-                file_fail(f, err, "verify (source kept)");
-            else if ((err = src_unchanged(f)) != 0)
+            int err;
+            if ((err = src_unchanged(f)) != 0)
                 file_fail(f, err, "source changed during the run (kept)");
             else if (unlink(f->path) != 0)
                 file_fail(f, -errno, "remove source");

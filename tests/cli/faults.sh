@@ -134,6 +134,8 @@ check_run() { # case-name spec checks rc
             o=${o%%=*}
             if [ -e "$W/$o" ]; then
                 out_ok "$o" "${c#*=}" || fail "$ctx: $o under its final name is not complete"
+                ! grep -q 'verify (source kept)' err ||
+                    fail "$ctx: $o is under its final name though its verification failed"
             elif [ $rc -eq 0 ]; then
                 fail "$ctx: exit 0 without $o"
             fi ;;
@@ -152,6 +154,7 @@ check_run() { # case-name spec checks rc
 for cs in "${CASES[@]}"; do
     IFS='|' read -r name inputs cmd checks <<< "$cs"
     [ "$SAN" = none ] || [[ " $SAN_CASES " == *" $name "* ]] || continue
+    [ -z "${FAULTS_CASES:-}" ] || [[ " $FAULTS_CASES " == *" $name "* ]] || continue # (to debug)
     for oe in $OPS; do
         op=${oe%%:*}
         # malloc faults hit every allocation of the run (~70 each): on the
