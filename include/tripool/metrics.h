@@ -13,8 +13,9 @@
  * Names are checked at registration (-EINVAL): metric names match
  * [a-zA-Z_:][a-zA-Z0-9_:]*, label names match [a-zA-Z_][a-zA-Z0-9_]* and do
  * not start with "__"; counters end in "_total"; histograms may not use the
- * label "le". Label values and help text may hold any bytes except NUL; they
- * are escaped on output. Registering a series whose family exists with a
+ * label "le". Label values and help text must be valid UTF-8 (-EINVAL
+ * otherwise, as the exposition format requires) and may hold any character
+ * but NUL; they are escaped on output. Registering a series whose family exists with a
  * different type, help, label names or bucket layout is -EINVAL; registering
  * the same series twice is -EEXIST.
  *
