@@ -61,7 +61,7 @@ extern "C" {
 typedef struct tp_engine tp_engine;
 
 typedef struct tp_engine_opts {
-    unsigned workers;  /* worker threads; default tp_usable_cpus() */
+    unsigned workers;  /* worker threads; default tp_usable_cpus(); 1 .. 4096 */
     size_t chunk_size; /* bytes per chunk; default 4 MiB; 4 KiB .. 1 GiB */
     size_t max_mem;    /* cap on buffer memory; default 256 MiB; 3/4 of it must
                           hold 2 chunks (rounded up to a power of two) */
@@ -79,8 +79,9 @@ typedef struct tp_engine_opts {
 
 TP_API void tp_engine_opts_init(tp_engine_opts *o);
 
-/* Create an engine and its pools. Returns 0, -EINVAL (bad sizes, max_mem
- * smaller than two chunks), -ENOMEM or a pool's error. */
+/* Create an engine and its pools. Returns 0, -EINVAL (out NULL, an option
+ * out of its range, 3/4 of max_mem smaller than two chunks), -ENOMEM, the
+ * error pool_setup returned, or a pool's error; *out is NULL on error. */
 TP_API TP_MUST_USE int tp_engine_create(tp_engine **out, const tp_engine_opts *opts);
 
 /* Cancel the running and every later job of this engine (-ECANCELED). */
