@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# TP_TEST_TIMEOUT: 150
+# TP_TEST_TIMEOUT: 300
 # Injected faults (tests/fault/tp_fault.c, LD_PRELOAD) on every failure path
 # of hash, compress (and --rm), decompress (and --rm), cp and count: for each
 # command, each kind of call (open, read, pread, write, pwrite, fsync,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# TP_TEST_TIMEOUT: 150
+# TP_TEST_TIMEOUT: 240
 # kill -9 at random moments of `compress --rm -r`, `decompress --rm -r` and
 # `cp` (a random delay between 0 and the command's measured run time),
 # KILL9_ITER times in all (200; 40 under the sanitizers). After every kill:
