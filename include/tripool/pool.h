@@ -123,6 +123,7 @@ struct tp_pool_stats {
     unsigned peak_workers;
     size_t peak_queued; /* sampled at dequeue: may miss short spikes (docs/pool.md) */
     uint64_t stuck;     /* tasks reported by the stuck-task watchdog */
+    unsigned blocked;   /* submitters waiting now for room (at most max_blocked) */
 };
 
 TP_API void tp_pool_opts_init(tp_pool_opts *o);

@@ -102,6 +102,7 @@ TP_API void tp_pool_stats(tp_pool *p, struct tp_pool_stats *out) {
     uint64_t pk = tp__load_relaxed(&p->peak_queued);
     out->peak_queued = (size_t)(depth > pk ? depth : pk);
     out->stuck = tp__load_relaxed(&p->stuck);
+    out->blocked = tp__load_relaxed(&p->nblocked);
 }
 
 /* ---- dump ---------------------------------------------------------------- */

@@ -43,6 +43,21 @@ static inline unsigned tp_test_scale(unsigned n)
     return n;
 }
 
+/* How many times slower than a plain build code runs here: for the time
+ * bounds of tests that check "promptly" (a bound proportional to the
+ * execution speed, not a looser promise). */
+static inline unsigned tp_test_slowdown(void)
+{
+    const char *s = tp_test_sanitizer();
+    if (strcmp(s, "valgrind") == 0)
+        return 30;
+    if (strcmp(s, "thread") == 0)
+        return 8;
+    if (strcmp(s, "address") == 0 || strcmp(s, "chaos") == 0)
+        return 4;
+    return 1;
+}
+
 /* Sleep for ms milliseconds. */
 static inline void tp_test_sleep_ms(unsigned ms)
 {
