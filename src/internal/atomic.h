@@ -17,12 +17,30 @@
 #define tp__sub_relaxed(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
 #define tp__add_acq_rel(p, v) atomic_fetch_add_explicit((p), (v), memory_order_acq_rel)
 #define tp__sub_acq_rel(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_acq_rel)
+#define tp__cas_weak_relaxed(p, e, d)                                                              \
+    atomic_compare_exchange_weak_explicit((p), (e), (d), memory_order_relaxed, memory_order_relaxed)
 #define tp__cas_weak_acq_rel(p, e, d)                                                              \
     atomic_compare_exchange_weak_explicit((p), (e), (d), memory_order_acq_rel,                     \
                                           memory_order_acquire)
 #define tp__cas_strong_acq_rel(p, e, d)                                                            \
     atomic_compare_exchange_strong_explicit((p), (e), (d), memory_order_acq_rel,                   \
                                             memory_order_acquire)
+
+/* seq_cst: only for a Dekker-style pair (each side stores, then loads the
+ * other side's variable: "I registered as a waiter, then re-check the
+ * condition" against "I changed the condition, then look for waiters"),
+ * which acquire/release does not order. Say which pair at the call site. */
+#define tp__load_seq_cst(p) atomic_load_explicit((p), memory_order_seq_cst)
+#define tp__store_seq_cst(p, v) atomic_store_explicit((p), (v), memory_order_seq_cst)
+#define tp__add_seq_cst(p, v) atomic_fetch_add_explicit((p), (v), memory_order_seq_cst)
+#define tp__sub_seq_cst(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_seq_cst)
+#define tp__exchange_seq_cst(p, v) atomic_exchange_explicit((p), (v), memory_order_seq_cst)
+#define tp__cas_weak_seq_cst(p, e, d)                                                              \
+    atomic_compare_exchange_weak_explicit((p), (e), (d), memory_order_seq_cst,                     \
+                                          memory_order_seq_cst)
+#define tp__cas_strong_seq_cst(p, e, d)                                                            \
+    atomic_compare_exchange_strong_explicit((p), (e), (d), memory_order_seq_cst,                   \
+                                            memory_order_seq_cst)
 
 /* Keep hot fields on their own cache line. */
 #define TP_CACHELINE 64

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 uint64_t tp__now_ns(void)
@@ -169,4 +172,114 @@ size_t tp__page_size(void)
 {
     long p = sysconf(_SC_PAGESIZE);
     return p > 0 ? (size_t)p : 4096;
+}
+
+/* ---- memory and descriptors for the buffer and fd pools ------------------ */
+
+int tp__os_map(size_t size, bool populate, void **out)
+{
+    int fl = MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, fl, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *out = p;
+    return 0;
+}
+
+int tp__os_map_huge(size_t size, bool populate, void **out)
+{
+    const size_t huge = TP__OS_HUGE_PAGE;
+    if (size > SIZE_MAX - huge)
+        return -ENOMEM;
+    uint8_t *raw = mmap(NULL, size + huge, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return -errno;
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (raw + size + huge > p + size)
+        munmap(p + size, (size_t)(raw + size + huge - (p + size)));
+    (void)madvise(p, size, MADV_HUGEPAGE); /* advice: fine if THP is off */
+    if (populate)
+        for (size_t off = 0; off < size; off += 4096)
+            ((volatile uint8_t *)p)[off] = 0;
+    *out = p;
+    return 0;
+}
+
+int tp__os_unmap(void *p, size_t size)
+{
+    return munmap(p, size) == 0 ? 0 : -errno;
+}
+
+int tp__os_nofile_limit(uint64_t *soft)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -errno;
+    *soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    return 0;
+}
+
+int tp__os_nofile_raise(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -errno;
+    if (rl.rlim_cur == rl.rlim_max)
+        return 0;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -errno;
+    return 0;
+}
+
+uint64_t tp__os_coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * TP_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+int tp__os_notify_open(void)
+{
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
+
+int tp__os_notify_add(int nfd, const char *path, enum tp__os_watch what)
+{
+    uint32_t mask = what == TP__OS_WATCH_DIR
+                        ? (IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR)
+                        : (IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB);
+    int wd = inotify_add_watch(nfd, path, mask);
+    return wd >= 0 ? wd : -errno;
+}
+
+int tp__os_notify_rm(int nfd, int wd)
+{
+    return inotify_rm_watch(nfd, wd) == 0 ? 0 : -errno;
+}
+
+void tp__os_notify_drain(int nfd, void (*fn)(void *arg, enum tp__os_notify_ev ev, int wd,
+                                             const char *name),
+                         void *arg)
+{
+    _Alignas(struct inotify_event) char buf[4096];
+    for (;;) {
+        ssize_t n = read(nfd, buf, sizeof buf);
+        if (n <= 0)
+            return; /* EAGAIN: drained */
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            if (ev->mask & IN_Q_OVERFLOW)
+                fn(arg, TP__OS_NOTIFY_OVERFLOW, -1, NULL);
+            else if (ev->mask & IN_IGNORED) /* watch gone (inode freed or removed) */
+                fn(arg, TP__OS_NOTIFY_GONE, ev->wd, NULL);
+            else
+                fn(arg, TP__OS_NOTIFY_CHANGE, ev->wd, ev->len ? ev->name : NULL);
+        }
+    }
 }
