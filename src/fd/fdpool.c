@@ -521,6 +521,162 @@ static void slot_return(tp_fdpool *fp) {
     wake_waiters(fp);
 }
 
+/* One acquire's key and open arguments. */
+struct acq_req {
+    const char *path;
+    size_t plen; /* strlen(path) */
+    int flags;   /* as given to open() */
+    mode_t mode;
+    int kflags; /* the flags that are part of the key */
+    bool fresh; /* O_TRUNC/O_EXCL: never served from the cache */
+    uint32_t h; /* key_hash(path, kflags) */
+};
+
+/* The steps of acquire, each under fp->mu. Besides 0 and -errno they return
+ * ACQ_MISS (hit: no usable cached entry) or ACQ_RETRY (look again from the
+ * top: a wait ended, idle descriptors were closed, or another thread cached
+ * the key meanwhile). */
+enum { ACQ_MISS = 1, ACQ_RETRY = 2 };
+
+/* Hit: lease the cached, still valid entry of the key (*out). 0, ACQ_MISS,
+ * or -ENOMEM. A stale entry (the path now names another file) is detached. */
+static int acq_hit(tp_fdpool *fp, const struct acq_req *r, uint64_t now, tp_fd **out) {
+    struct tp__fd_entry *e = r->fresh ? NULL : table_find(fp, r->path, r->kflags, r->h);
+    if (e && !entry_still_valid(fp, e, now)) {
+        fp->st_reopened++;
+        entry_detach(fp, e);
+        e = NULL;
+    }
+    if (!e) return ACQ_MISS;
+    if (e->refs == 0) lru_unlink(fp, e);
+    tp_fd *l = lease_new(fp, e);
+    if (!l) goto err_relink;
+    fp->st_hits++;
+    *out = l;
+    return 0;
+
+err_relink: /* idle again: back on the LRU list */
+    if (e->refs == 0) lru_push_head(fp, e);
+    return -ENOMEM;
+}
+
+/* Reserve: count a slot for the descriptor to open in fp->nopen, taking
+ * over an idle victim's (*victim, closed by acq_open) when the pool is
+ * full, or wait for one. 0 (reserved), ACQ_RETRY (waited), or the wait's
+ * error. */
+static int acq_reserve(tp_fdpool *fp, struct acq_wait *w, struct tp__fd_entry **victim) {
+    *victim = NULL;
+    if (fp->nopen < fp->max_open) {
+        fp->nopen++;
+        return 0;
+    }
+    *victim = evict_for_slot(fp);
+    if (*victim) return 0;
+    int err = wait_for_slot(fp, w);
+    return err ? err : ACQ_RETRY;
+}
+
+/* Open: on the reserved slot, outside the lock, close the victim and open
+ * the path into a new entry (*nep, *fdp; not initialised yet). Re-takes the
+ * lock and the time (*now). 0, ACQ_RETRY (the process was out of
+ * descriptors and idle ones were closed or a lease came back), or -errno;
+ * on anything but 0 the slot is given back. */
+static int acq_open(tp_fdpool *fp, const struct acq_req *r, struct acq_wait *w,
+                    struct tp__fd_entry *victim, struct tp__fd_entry **nep, int *fdp,
+                    uint64_t *now) {
+    int err;
+    pthread_mutex_unlock(&fp->mu);
+    TP_CHAOS_POINT("fd.open_slot"); /* a slot reserved, nothing opened yet */
+
+    victim_close(victim);
+    struct tp__fd_entry *ne = malloc(sizeof *ne + r->plen + 1);
+    int fd = ne ? open_path(r->path, r->flags, r->mode) : -ENOMEM;
+    if (fd < 0) free(ne);
+    TP_CHAOS_POINT("fd.opened"); /* opened; another thread may cache the key first */
+
+    pthread_mutex_lock(&fp->mu);
+    *now = coarse_now();
+    if (fd == -EMFILE || fd == -ENFILE) {
+        /* The process (not the pool) is out of descriptors: close idle
+         * ones and retry; with none idle, wait for a lease to return. */
+        slot_return(fp);
+        fp->st_emfile_retries++;
+        if (evict_one(fp)) return ACQ_RETRY;
+        if (fp->leased > 0 && w->timeout_ns != 0) {
+            err = wait_for_slot(fp, w);
+            if (err == -ETIMEDOUT) err = fd;
+            return err ? err : ACQ_RETRY;
+        }
+        return fd;
+    }
+    if (fd < 0) {
+        err = fd;
+        goto err_return_slot;
+    }
+    if (fp->dead) {
+        err = -ESHUTDOWN;
+        goto err_close;
+    }
+    *nep = ne;
+    *fdp = fd;
+    return 0;
+
+err_close: /* the descriptor and its entry */
+    close(fd);
+    free(ne);
+err_return_slot: /* the slot acq_reserve counted */
+    slot_return(fp);
+    return err;
+}
+
+/* Insert: make the opened descriptor an entry and lease it (*out): cached
+ * in the table (replacing an old entry of the key for O_TRUNC/O_EXCL), or
+ * detached when min_uses says not yet. 0, ACQ_RETRY (another thread cached
+ * the key while we opened: use its descriptor), or -ENOMEM; on anything but
+ * 0 the descriptor is closed and the slot given back. */
+static int acq_insert(tp_fdpool *fp, const struct acq_req *r, struct tp__fd_entry *ne, int fd,
+                      uint64_t now, tp_fd **out) {
+    int err;
+    /* Both opened the path just now, so the other's descriptor is as good. */
+    struct tp__fd_entry *old = table_find(fp, r->path, r->kflags, r->h);
+    if (old && !r->fresh) {
+        err = ACQ_RETRY;
+        goto err_close;
+    }
+    memset(ne, 0, sizeof *ne);
+    memcpy(ne->path, r->path, r->plen + 1);
+    ne->fd = fd;
+    ne->kflags = r->kflags;
+    ne->hash = r->h;
+    ne->file_wd = ne->dir_wd = -1;
+    ne->checked_at = ne->last_used = now;
+    tp_fd *l = lease_new(fp, ne);
+    if (!l) {
+        err = -ENOMEM;
+        goto err_close;
+    }
+    if (old) entry_detach(fp, old); /* O_TRUNC/O_EXCL: the new one replaces it */
+    if (worth_caching(fp, r->h, r->fresh, now)) {
+        table_insert(fp, ne);
+        tp__fd_watch(fp, ne);
+    } else {
+        detached_push(fp, ne); /* closed by its release */
+        fp->st_uncached++;
+    }
+    if (fp->nopen > fp->peak_open) fp->peak_open = fp->nopen;
+    fp->st_misses++;
+    *out = l;
+    return 0;
+
+err_close: /* the descriptor, its entry, and the slot acq_reserve counted */
+    close(fd);
+    free(ne);
+    slot_return(fp);
+    return err;
+}
+
+/* Every acquire: a hit, or a miss that reserves a slot, opens outside the
+ * lock and inserts; each step may send it back to the top (ACQ_RETRY). */
 static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t mode,
                    uint64_t timeout_ns, tp_fd **out) {
     if (!out) return -EINVAL;
@@ -530,8 +686,13 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
     size_t plen = strnlen(path, PATH_MAX);
     if (plen >= PATH_MAX) return -ENAMETOOLONG;
     int kflags = flags & KEY_FLAGS;
-    bool fresh = (flags & (O_TRUNC | O_EXCL)) != 0;
-    uint32_t h = key_hash(path, kflags);
+    struct acq_req r = {.path = path,
+                        .plen = plen,
+                        .flags = flags,
+                        .mode = mode,
+                        .kflags = kflags,
+                        .fresh = (flags & (O_TRUNC | O_EXCL)) != 0,
+                        .h = key_hash(path, kflags)};
     struct acq_wait w = {.timeout_ns = timeout_ns, .c = c};
     int err = 0;
     tp_fd *l = NULL;
@@ -555,109 +716,21 @@ static int acquire(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mode_t
             err = -ESHUTDOWN;
             break;
         }
-        struct tp__fd_entry *e = fresh ? NULL : table_find(fp, path, kflags, h);
-        if (e && !entry_still_valid(fp, e, now)) {
-            fp->st_reopened++;
-            entry_detach(fp, e);
-            e = NULL;
-        }
-        if (e) {
-            if (e->refs == 0) lru_unlink(fp, e);
-            l = lease_new(fp, e);
-            if (!l) {
-                if (e->refs == 0) lru_push_head(fp, e);
-                err = -ENOMEM;
-                break;
-            }
-            fp->st_hits++;
-            break;
-        }
-        /* Miss: reserve a slot (taking over an idle victim's), or wait. */
-        struct tp__fd_entry *victim = NULL;
-        if (fp->nopen >= fp->max_open) {
-            victim = evict_for_slot(fp);
-            if (!victim) {
-                err = wait_for_slot(fp, &w);
-                if (err) break;
-                now = coarse_now();
-                continue;
-            }
-        } else {
-            fp->nopen++;
-        }
-        pthread_mutex_unlock(&fp->mu);
-        TP_CHAOS_POINT("fd.open_slot"); /* a slot reserved, nothing opened yet */
-
-        victim_close(victim);
-        struct tp__fd_entry *ne = malloc(sizeof *ne + plen + 1);
-        int fd = ne ? open_path(path, flags, mode) : -ENOMEM;
-        if (fd < 0) free(ne);
-        TP_CHAOS_POINT("fd.opened"); /* opened; another thread may cache the key first */
-
-        pthread_mutex_lock(&fp->mu);
-        now = coarse_now();
-        if (fd == -EMFILE || fd == -ENFILE) {
-            /* The process (not the pool) is out of descriptors: close idle
-             * ones and retry; with none idle, wait for a lease to return. */
-            slot_return(fp);
-            fp->st_emfile_retries++;
-            if (evict_one(fp)) continue;
-            if (fp->leased > 0 && timeout_ns != 0) {
-                err = wait_for_slot(fp, &w);
-                if (err == -ETIMEDOUT) err = fd;
-                if (err) break;
-                continue;
-            }
-            err = fd;
-            break;
-        }
-        if (fd < 0) {
-            slot_return(fp);
-            err = fd;
-            break;
-        }
-        if (fp->dead) {
-            close(fd);
-            free(ne);
-            slot_return(fp);
-            err = -ESHUTDOWN;
-            break;
-        }
-        /* Another thread may have cached the same key while we opened: use
-         * its descriptor (both opened the path just now). */
-        struct tp__fd_entry *old = table_find(fp, path, kflags, h);
-        if (old && !fresh) {
-            close(fd);
-            free(ne);
-            slot_return(fp);
+        err = acq_hit(fp, &r, now, &l);
+        if (err != ACQ_MISS) break;
+        struct tp__fd_entry *victim, *ne = NULL;
+        err = acq_reserve(fp, &w, &victim);
+        if (err == ACQ_RETRY) {
+            now = coarse_now();
             continue;
         }
-        memset(ne, 0, sizeof *ne);
-        memcpy(ne->path, path, plen + 1);
-        ne->fd = fd;
-        ne->kflags = kflags;
-        ne->hash = h;
-        ne->file_wd = ne->dir_wd = -1;
-        ne->checked_at = ne->last_used = now;
-        l = lease_new(fp, ne);
-        if (!l) {
-            close(fd);
-            free(ne);
-            slot_return(fp);
-            err = -ENOMEM;
-            break;
-        }
-        if (old) entry_detach(fp, old); /* O_TRUNC/O_EXCL: the new one replaces it */
-        if (worth_caching(fp, h, fresh, now)) {
-            table_insert(fp, ne);
-            tp__fd_watch(fp, ne);
-        } else {
-            detached_push(fp, ne); /* closed by its release */
-            fp->st_uncached++;
-        }
-        if (fp->nopen > fp->peak_open) fp->peak_open = fp->nopen;
-        fp->st_misses++;
-        break;
+        if (err) break;
+        int fd = -1;
+        err = acq_open(fp, &r, &w, victim, &ne, &fd, &now);
+        if (err == ACQ_RETRY) continue;
+        if (err) break;
+        err = acq_insert(fp, &r, ne, fd, now, &l);
+        if (err != ACQ_RETRY) break;
     }
 out:
     if (err) fp->st_failures++;
