@@ -86,6 +86,7 @@
 #include "tripool/ctx.h"
 #include "internal/atomic.h"
 #include "internal/chaos.h"
+#include "internal/check.h"
 #include "internal/os.h"
 #include "ctx/timer_internal.h"
 
@@ -148,9 +149,7 @@ static inline bool is_bg(const tp_ctx *c) {
 }
 
 static void ctx_bad(const char *fn, const tp_ctx *c, const char *what) {
-    fprintf(stderr, "tripool: %s(%p): %s\n", fn, (const void *)c, what);
-    fflush(stderr);
-    abort();
+    TP__FAIL("%s(%p): %s", fn, (const void *)c, what);
 }
 
 /* Misuse checks are on in every build, not only without NDEBUG: they cost

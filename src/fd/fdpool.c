@@ -55,15 +55,14 @@
  */
 #include "fd/fd_internal.h"
 #include "internal/chaos.h"
+#include "internal/check.h"
+#include "internal/os.h"
 #include "internal/probes.h"
 
-#include <assert.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -239,10 +238,8 @@ static void victim_close(struct tp__fd_entry *e) {
 
 /* A coarse monotonic clock (a few ms resolution, much cheaper than
  * tp__now_ns in VMs) for idle expiry and re-validation ages. */
-static uint64_t coarse_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * TP_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+static inline uint64_t coarse_now(void) {
+    return tp__os_coarse_now_ns();
 }
 
 /* Does the cached entry still name what path names? Under fp->mu. */
@@ -268,20 +265,11 @@ static bool entry_still_valid(tp_fdpool *fp, struct tp__fd_entry *e, uint64_t no
 /* ---- create / destroy --------------------------------------------------- */
 
 static unsigned default_max_open(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1024;
-    rlim_t m = rl.rlim_cur / 2;
+    uint64_t soft;
+    if (tp__os_nofile_limit(&soft) != 0 || soft == UINT64_MAX) return 1024;
+    uint64_t m = soft / 2;
     if (m > TP__FD_MAX_OPEN_LIMIT) m = TP__FD_MAX_OPEN_LIMIT;
     return m ? (unsigned)m : 1;
-}
-
-static int raise_nofile(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -errno;
-    if (rl.rlim_cur == rl.rlim_max) return 0;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return -errno;
-    return 0;
 }
 
 int tp_fdpool_create(tp_fdpool **out, const tp_fdpool_opts *opts) {
@@ -294,7 +282,7 @@ int tp_fdpool_create(tp_fdpool **out, const tp_fdpool_opts *opts) {
         tp_fdpool_opts_init(&o);
     if (o.max_open > TP__FD_MAX_OPEN_LIMIT) return -EINVAL;
     if (o.raise_nofile) {
-        int rc = raise_nofile();
+        int rc = tp__os_nofile_raise();
         if (rc) return rc;
     }
     unsigned max_open = o.max_open ? o.max_open : default_max_open();
@@ -760,24 +748,19 @@ int tp_fd_acquire_ctx(tp_fdpool *fp, tp_ctx *c, const char *path, int flags, mod
     return acquire(fp, c, path, flags, mode, fp ? fp->wait_ns : 0, out);
 }
 
-static void die(const char *fn, const char *msg) {
-    fprintf(stderr, "tripool: %s: %s\n", fn, msg);
-    abort();
-}
-
 /* fn: the public name, for the abort message. */
 static void release(tp_fdpool *fp, tp_fd *h, bool uncache, const char *fn) {
     if (!h) return;
-    if (!fp) die(fn, "NULL pool");
+    TP__CHECK(fp, "%s: NULL pool", fn);
     TP_CHAOS_POINT("fd.release");
     pthread_mutex_lock(&fp->mu);
     if (h->magic != LEASE_LIVE) {
         pthread_mutex_unlock(&fp->mu);
-        die(fn, "handle released twice (or not a lease)");
+        TP__FAIL("%s: handle released twice (or not a lease)", fn);
     }
     if (h->pool != fp) {
         pthread_mutex_unlock(&fp->mu);
-        die(fn, "handle belongs to another pool");
+        TP__FAIL("%s: handle belongs to another pool", fn);
     }
     struct tp__fd_entry *e = h->entry;
     h->magic = LEASE_DEAD;

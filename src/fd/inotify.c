@@ -18,18 +18,17 @@
  */
 #include "fd/fd_internal.h"
 
+#include "internal/os.h"
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
-#define FILE_MASK (IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
-#define DIR_MASK (IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR)
-
 int tp__fd_inotify_init(tp_fdpool *fp) {
-    fp->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    return fp->inotify_fd >= 0 ? 0 : -errno;
+    int fd = tp__os_notify_open();
+    fp->inotify_fd = fd >= 0 ? fd : -1;
+    return fd >= 0 ? 0 : fd;
 }
 
 void tp__fd_inotify_fini(tp_fdpool *fp) {
@@ -52,8 +51,8 @@ static void watch_forget(tp_fdpool *fp, struct tp__fd_watch *w) {
 }
 
 /* Add a watch and count a user of it; returns the wd or -1. */
-static int watch_add(tp_fdpool *fp, const char *path, uint32_t mask) {
-    int wd = inotify_add_watch(fp->inotify_fd, path, mask);
+static int watch_add(tp_fdpool *fp, const char *path, enum tp__os_watch what) {
+    int wd = tp__os_notify_add(fp->inotify_fd, path, what);
     if (wd < 0) return -1; /* ENOSPC (limit), EACCES, ...: fall back to stat */
     struct tp__fd_watch *w = watch_find(fp, wd);
     if (w) {
@@ -64,7 +63,7 @@ static int watch_add(tp_fdpool *fp, const char *path, uint32_t mask) {
         size_t cap = fp->cap_watches ? fp->cap_watches * 2 : 16;
         struct tp__fd_watch *n = realloc(fp->watches, cap * sizeof *n);
         if (!n) {
-            inotify_rm_watch(fp->inotify_fd, wd);
+            (void)tp__os_notify_rm(fp->inotify_fd, wd);
             return -1;
         }
         fp->watches = n;
@@ -79,7 +78,7 @@ static void watch_put(tp_fdpool *fp, int wd) {
     struct tp__fd_watch *w = watch_find(fp, wd);
     if (!w) return; /* already gone (IN_IGNORED) */
     if (--w->refs == 0) {
-        inotify_rm_watch(fp->inotify_fd, wd);
+        (void)tp__os_notify_rm(fp->inotify_fd, wd);
         watch_forget(fp, w);
     }
 }
@@ -97,8 +96,8 @@ void tp__fd_watch(tp_fdpool *fp, struct tp__fd_entry *e) {
         memcpy(dir, e->path, n);
         dir[n] = '\0';
     }
-    e->file_wd = watch_add(fp, e->path, FILE_MASK);
-    e->dir_wd = watch_add(fp, dir, DIR_MASK);
+    e->file_wd = watch_add(fp, e->path, TP__OS_WATCH_FILE);
+    e->dir_wd = watch_add(fp, dir, TP__OS_WATCH_DIR);
 }
 
 void tp__fd_unwatch(tp_fdpool *fp, struct tp__fd_entry *e) {
@@ -108,27 +107,26 @@ void tp__fd_unwatch(tp_fdpool *fp, struct tp__fd_entry *e) {
     e->file_wd = e->dir_wd = -1;
 }
 
+static void on_event(void *arg, enum tp__os_notify_ev ev, int wd, const char *name) {
+    tp_fdpool *fp = arg;
+    switch (ev) {
+    case TP__OS_NOTIFY_OVERFLOW:
+        tp__fd_mark_recheck(fp, -1, NULL);
+        break;
+    case TP__OS_NOTIFY_GONE: { /* watch gone (inode freed or removed) */
+        tp__fd_mark_recheck(fp, wd, NULL);
+        struct tp__fd_watch *w = watch_find(fp, wd);
+        if (w) watch_forget(fp, w);
+        break;
+    }
+    case TP__OS_NOTIFY_CHANGE:
+        tp__fd_mark_recheck(fp, wd, name);
+        break;
+    }
+}
+
 void tp__fd_inotify_drain(tp_fdpool *fp, uint64_t now) {
     if (fp->inotify_fd < 0 || now - fp->drained_at < TP__FD_DRAIN_NS) return;
     fp->drained_at = now;
-    _Alignas(struct inotify_event) char buf[4096];
-    for (;;) {
-        ssize_t n = read(fp->inotify_fd, buf, sizeof buf);
-        if (n <= 0) return; /* EAGAIN: drained */
-        for (char *p = buf; p < buf + n;) {
-            const struct inotify_event *ev = (const struct inotify_event *)p;
-            p += sizeof *ev + ev->len;
-            if (ev->mask & IN_Q_OVERFLOW) {
-                tp__fd_mark_recheck(fp, -1, NULL);
-                continue;
-            }
-            if (ev->mask & IN_IGNORED) { /* watch gone (inode freed or removed) */
-                tp__fd_mark_recheck(fp, ev->wd, NULL);
-                struct tp__fd_watch *w = watch_find(fp, ev->wd);
-                if (w) watch_forget(fp, w);
-                continue;
-            }
-            tp__fd_mark_recheck(fp, ev->wd, ev->len ? ev->name : NULL);
-        }
-    }
+    tp__os_notify_drain(fp->inotify_fd, on_event, fp);
 }
