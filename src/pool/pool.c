@@ -97,11 +97,11 @@
 #include "pool/ring.h"
 
 #include "internal/atomic.h"
+#include "internal/check.h"
 #include "internal/chaos.h"
 #include "internal/os.h"
 #include "internal/probes.h"
 
-#include <assert.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -162,11 +162,11 @@ static void held_publish(tp_pool *p, worker *w, const popped *t, unsigned n) {
      * increment (nheld would wrap to UINT_MAX for a moment). A worker that
      * sees the count before the state just finds nothing to steal yet and
      * looks again (spin_poll polls nheld). */
-    atomic_fetch_add_explicit(&p->nheld, 1, SEQ_CST);
+    tp__add_seq_cst(&p->nheld, 1);
     TP_CHAOS_POINT("pool.batch_publish");
     /* release: a thief that acquires this state reads the entries above. */
     tp__store_release(&w->bstate, (gen << 32) | n);
-    uint64_t is = atomic_load_explicit(&p->idle_spin, SEQ_CST);
+    uint64_t is = tp__load_seq_cst(&p->idle_spin);
     if ((is >> 32) == 0 && can_add_worker(p, is)) wake_or_spawn_unless_spinning(p);
 }
 
@@ -189,13 +189,12 @@ static bool held_take(tp_pool *p, worker *w, popped *out) {
          * that shows the batch used up before it overwrites entries);
          * acquire on failure: we retry with the new state's entries. */
         TP_CHAOS_POINT("pool.steal");
-        if (atomic_compare_exchange_weak_explicit(&w->bstate, &st, st + (UINT64_C(1) << 16),
-                                                  memory_order_acq_rel, memory_order_acquire)) {
+        if (tp__cas_weak_acq_rel(&w->bstate, &st, st + (UINT64_C(1) << 16))) {
             if (next + 1 == end) {
                 unsigned was = tp__sub_relaxed(&p->nheld, 1);
                 /* Counted before published (held_publish): never below 0.
-                 * Checked in the Debug (sanitizer) builds' stress runs. */
-                assert(was != 0);
+                 * Checked in the Debug (sanitizer) and chaos builds. */
+                TP__DEBUG_ASSERT(was != 0);
                 (void)was;
             }
             return true;
@@ -215,7 +214,7 @@ static bool held_steal(tp_pool *p, worker *self, popped *out) {
 
 /* Queued in the ring or held in a worker's batch (seq_cst, as above). */
 static inline bool work_pending_sc(tp_pool *p) {
-    return ring_depth_sc(p) != 0 || atomic_load_explicit(&p->nheld, SEQ_CST) != 0;
+    return ring_depth_sc(p) != 0 || tp__load_seq_cst(&p->nheld) != 0;
 }
 
 /* True on a thread that runs one of p's tasks or hooks. */
@@ -402,7 +401,7 @@ static void wake_or_spawn(tp_pool *p) {
 static inline void after_push(tp_pool *p) {
     TP_CHAOS_POINT("pool.after_push");
     /* seq_cst: second half of the submitter side of the Dekker pair. */
-    uint64_t w = atomic_load_explicit(&p->idle_spin, SEQ_CST);
+    uint64_t w = tp__load_seq_cst(&p->idle_spin);
     if (w >> 32) {
         /* A spinning worker will find it, unless more tasks wait than
          * there are spinners: a spinner may be preempted (or a woken worker
@@ -412,8 +411,7 @@ static inline void after_push(tp_pool *p) {
         wake_or_spawn(p);
         return;
     }
-    if ((w & IDLE_MASK) != 0 ||
-        atomic_load_explicit(&p->nworkers, SEQ_CST) < tp__load_relaxed(&p->max_workers))
+    if ((w & IDLE_MASK) != 0 || tp__load_seq_cst(&p->nworkers) < tp__load_relaxed(&p->max_workers))
         wake_or_spawn(p);
 }
 
@@ -436,10 +434,10 @@ static void worker_retire_locked(tp_pool *p, worker *w) {
 static bool worker_may_leave_locked(tp_pool *p) {
     unsigned n = tp__load_relaxed(&p->nworkers);
     /* seq_cst: worker half of the Dekker pair with after_push(). */
-    atomic_store_explicit(&p->nworkers, n - 1, SEQ_CST);
+    tp__store_seq_cst(&p->nworkers, n - 1);
     TP_CHAOS_POINT("pool.leave");
     if (!work_pending_sc(p)) return true;
-    atomic_store_explicit(&p->nworkers, n, SEQ_CST);
+    tp__store_seq_cst(&p->nworkers, n);
     return false;
 }
 
@@ -481,7 +479,7 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
                 if (w)
                     tp__store_release(&w->canceled, tp__load_relaxed(&w->canceled) + 1);
                 else
-                    atomic_fetch_add_explicit(&p->inline_canceled, 1, memory_order_release);
+                    tp__add_release(&p->inline_canceled, 1);
                 if (p->observer && t_enq) /* t_enq 0: sampled out */
                     p->observer(p->observer_arg, label, tp__now_ns() - t_enq, 0, cerr);
                 if (node->fut) tp__future_complete(node->fut, cerr, true);
@@ -534,7 +532,7 @@ static uint64_t run_task(tp_pool *p, worker *w, tp_task_fn fn, void *arg, uint64
     if (w)
         tp__store_release(&w->completed, tp__load_relaxed(&w->completed) + 1);
     else
-        atomic_fetch_add_explicit(&p->inline_completed, 1, memory_order_release);
+        tp__add_release(&p->inline_completed, 1);
     if (node) {
         if (node->fut) tp__future_complete(node->fut, r, false);
         if (node->group) tp__group_complete(node->group, r);
@@ -571,14 +569,14 @@ static int park(tp_pool *p, worker *w) {
     if (tp__load_relaxed(&p->nworkers) > tp__load_relaxed(&p->max_workers)) {
         /* Surplus after a shrink. seq_cst: stop counting as a spinner
          * before worker_may_leave_locked re-checks the ring (Dekker). */
-        atomic_fetch_sub_explicit(&p->idle_spin, SPIN1, SEQ_CST);
+        tp__sub_seq_cst(&p->idle_spin, SPIN1);
         return leave_or_respin_unlock(p, w);
     }
     idle_push_locked(p, w);
     w->wake = false;
     w->woken_at = 0;
     /* seq_cst: worker half of the Dekker pair (announce idle, then look). */
-    atomic_fetch_add_explicit(&p->idle_spin, 1 - SPIN1, SEQ_CST);
+    tp__add_seq_cst(&p->idle_spin, 1 - SPIN1);
     TP_CHAOS_POINT("pool.park");
     if (work_pending_sc(p)) {
         idle_remove_locked(p, w);
@@ -610,7 +608,7 @@ static int park(tp_pool *p, worker *w) {
             if (tp__load_relaxed(&p->nworkers) > p->min_workers) {
                 idle_remove_locked(p, w);
                 /* seq_cst: announce "not idle" before the ring re-check. */
-                atomic_fetch_sub_explicit(&p->idle_spin, 1, SEQ_CST);
+                tp__sub_seq_cst(&p->idle_spin, 1);
                 return leave_or_respin_unlock(p, w);
             }
             deadline = TP_FOREVER;
@@ -629,7 +627,7 @@ static bool worker_shrink(tp_pool *p, worker *w) {
         return false;
     }
     unsigned n = tp__load_relaxed(&p->nworkers);
-    atomic_store_explicit(&p->nworkers, n - 1, SEQ_CST);
+    tp__store_seq_cst(&p->nworkers, n - 1);
     if (work_pending_sc(p) && !(tp__load_relaxed(&p->idle_spin) >> 32)) wake_or_spawn_locked(p);
     worker_retire_locked(p, w);
     pthread_mutex_unlock(&p->mu);
@@ -678,7 +676,7 @@ static void *worker_main(void *arg) {
         if (nb) {
             if (spinning) {
                 spinning = false;
-                uint64_t old = atomic_fetch_sub_explicit(&p->idle_spin, SPIN1, SEQ_CST);
+                uint64_t old = tp__sub_seq_cst(&p->idle_spin, SPIN1);
                 /* Depth last: it reads the submitters' line. Held
                  * batches count: their owners may block. */
                 if ((old >> 32) == 1 && can_add_worker(p, old) && work_pending_sc(p))
@@ -758,7 +756,7 @@ static int submit_blocked_locked(tp_pool *p, bwaiter *bw, tp_task_fn fn, void *a
     bw_append_locked(p, bw);
     /* seq_cst: count ourselves before re-reading deq in ring_push (Dekker
      * with the worker's deq CAS then nblocked load). */
-    atomic_fetch_add_explicit(&p->nblocked, 1, SEQ_CST);
+    tp__add_seq_cst(&p->nblocked, 1);
     TP_CHAOS_POINT("pool.blocked");
     for (;;) {
         rc = p->bw_head == bw ? ring_push(p, fn, arg) : pool_closed(p) ? -ESHUTDOWN : -EAGAIN;
@@ -771,7 +769,7 @@ static int submit_blocked_locked(tp_pool *p, bwaiter *bw, tp_task_fn fn, void *a
         }
     }
     bw_remove_locked(p, bw);
-    atomic_fetch_sub_explicit(&p->nblocked, 1, SEQ_CST);
+    tp__sub_seq_cst(&p->nblocked, 1);
     /* Pass the turn on: the next in line may push if room is left (we
      * pushed into one freed slot, or left without using it), or must learn
      * that the pool closed. */
@@ -801,7 +799,7 @@ static int submit_slow(tp_pool *p, tp_task_fn fn, void *arg, uint64_t deadline, 
      * the workers (64 submitters on 2 cores). */
     rc = -EAGAIN;
     if (!tp__load_relaxed(&p->nblocked)) {
-        if (atomic_fetch_add_explicit(&p->full_yielders, 1, memory_order_relaxed) == 0) {
+        if (tp__add_relaxed(&p->full_yielders, 1) == 0) {
             for (int i = 0; i < FULL_YIELDS && !tp__load_relaxed(&p->nblocked); i++) {
                 sched_yield();
                 rc = ring_push(p, fn, arg);
@@ -1073,7 +1071,7 @@ TP_API int tp_pool_close(tp_pool *p, uint64_t timeout_ns) {
     if (on_own_thread(p)) return -EDEADLK;
     uint64_t deadline = tp__deadline_after(timeout_ns);
     /* seq_cst: ordered against every submitter's CAS on enq (see DESIGN). */
-    atomic_fetch_or_explicit(&p->enq, CLOSED_BIT, SEQ_CST);
+    tp__or_seq_cst(&p->enq, CLOSED_BIT);
     int rc = 0;
     pthread_mutex_lock(&p->mu);
     if (!p->close_started) {

@@ -41,8 +41,6 @@ _Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8, "tripool needs a 64-b
 #define FULL_YIELDS 16 /* yields before a submitter sleeps on a full ring */
 #endif
 
-#define SEQ_CST memory_order_seq_cst
-
 enum { W_IDLE = 0, W_RUNNING = 1, W_EXITING = 2 };
 
 /* Bytes of a task's label the pool keeps (NUL included); pool.h says 47. */
@@ -177,8 +175,8 @@ static inline unsigned held_count(worker *w) {
 /* Tasks accepted but not yet taken by a worker (seq_cst: used in the Dekker
  * checks). Claimed-but-unpublished slots count as queued. */
 static inline uint64_t ring_depth_sc(tp_pool *p) {
-    uint64_t e = atomic_load_explicit(&p->enq, SEQ_CST) & ~CLOSED_BIT;
-    uint64_t d = atomic_load_explicit(&p->deq, SEQ_CST);
+    uint64_t e = tp__load_seq_cst(&p->enq) & ~CLOSED_BIT;
+    uint64_t d = tp__load_seq_cst(&p->deq);
     return e > d ? e - d : 0;
 }
 

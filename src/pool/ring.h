@@ -43,17 +43,15 @@ static inline int ring_push(tp_pool *p, tp_task_fn fn, void *arg) {
         if (d == 0) {
             /* Only queue_cap 1 has fewer allowed tasks than slots. */
             if (__builtin_expect(p->limit != p->cap, 0) &&
-                pos - atomic_load_explicit(&p->deq, SEQ_CST) >= p->limit)
+                pos - tp__load_seq_cst(&p->deq) >= p->limit)
                 return -EAGAIN;
             /* seq_cst: the submitter half of the wake-or-spawn and close
              * Dekker pairs (see DESIGN). */
-            if (atomic_compare_exchange_weak_explicit(&p->enq, &pos, pos + 1, SEQ_CST,
-                                                      memory_order_relaxed))
-                break;
+            if (tp__cas_weak_seq_cst(&p->enq, &pos, pos + 1)) break;
         } else if (d < 0) {
             /* Slot still in use. Really full, or a worker is between its
              * deq CAS and freeing the slot? seq_cst: pairs with nblocked. */
-            uint64_t dq = atomic_load_explicit(&p->deq, SEQ_CST);
+            uint64_t dq = tp__load_seq_cst(&p->deq);
             if (pos - dq >= p->limit) return -EAGAIN;
             tp__cpu_relax();
             pos = tp__load_relaxed(&p->enq);
@@ -146,9 +144,7 @@ static inline unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uin
         /* seq_cst: pairs with blocked submitters reading deq. The slots
          * pos..pos+k-1 were published and deq == pos means no worker took
          * them since. */
-        if (atomic_compare_exchange_weak_explicit(&p->deq, &pos, pos + k, SEQ_CST,
-                                                  memory_order_relaxed))
-            break;
+        if (tp__cas_weak_seq_cst(&p->deq, &pos, pos + k)) break;
     }
     for (unsigned i = 0; i < k; i++) {
         s = slot_at(p, pos + i);
@@ -165,7 +161,7 @@ static inline unsigned ring_pop_batch(tp_pool *p, popped *out, unsigned max, uin
      * the queue is full", pool.h). The ring is full while anyone waits, so
      * this is also where the peak is seen. */
     TP_CHAOS_POINT("pool.pop_freed");
-    if (atomic_load_explicit(&p->nblocked, SEQ_CST)) {
+    if (tp__load_seq_cst(&p->nblocked)) {
         note_peak(p, p->limit);
         pthread_mutex_lock(&p->mu);
         if (p->bw_head) pthread_cond_signal(&p->bw_head->cond);
