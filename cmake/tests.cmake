@@ -16,6 +16,8 @@ elseif(TP_SANITIZE STREQUAL "")
 else()
   set(TP_TEST_ENV "TP_TEST_SANITIZER=${TP_SANITIZE}")
 endif()
+# Whether the build has USDT probes: 1, or the reason it has none (CMakeLists.txt).
+list(APPEND TP_TEST_ENV "TP_TEST_PROBES=${TP_TEST_PROBES}")
 list(APPEND TP_TEST_ENV
   "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
   "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
@@ -124,6 +126,19 @@ foreach(src ${examples})
     ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/LICENSE ${CMAKE_SOURCE_DIR}/CMakeLists.txt)
   set_tests_properties(example_${name} PROPERTIES TIMEOUT 60 ENVIRONMENT "${TP_TEST_ENV}")
 endforeach()
+
+# tests/pkg/install.sh: cmake --install into a temporary prefix, then
+# examples/chunks.c built against it through pkg-config and find_package and
+# run. Plain build only (no sanitizer, no TP_CHAOS): it tests what a user
+# installs (the shared library, which sanitizer builds do not make; a
+# sanitized libtripool.a would need the sanitizer's flags in every consumer),
+# and the install step is the same in every build, so once is enough.
+if(TARGET tripool_shared AND NOT TP_CHAOS)
+  add_test(NAME pkg_install COMMAND bash ${CMAKE_SOURCE_DIR}/tests/pkg/install.sh)
+  tp_test_timeout(${CMAKE_SOURCE_DIR}/tests/pkg/install.sh t)
+  set_tests_properties(pkg_install PROPERTIES TIMEOUT ${t} ENVIRONMENT
+    "${TP_TEST_ENV};TP_BUILD=${CMAKE_BINARY_DIR};TP_SRC=${CMAKE_SOURCE_DIR};CC=${CMAKE_C_COMPILER}")
+endif()
 
 # tests/fuzz/: corpus replays fuzz_<target> (and the libFuzzer build of make fuzz).
 include(${CMAKE_SOURCE_DIR}/cmake/fuzz.cmake)

@@ -2,9 +2,11 @@
 /*
  * USDT probes for perf/bpftrace/systemtap: TP_PROBE(name, args...) with 0 to
  * 6 integer or pointer arguments, provider "tripool". With <sys/sdt.h>
- * (Debian: systemtap-sdt-dev) each probe is a nop plus an ELF note, costing
- * nothing until a tracer attaches; without it, or with -DTP_NO_PROBES, the
- * macros compile to nothing and do not evaluate their arguments.
+ * (Debian: systemtap-sdt-dev; CMakeLists.txt detects it and defines
+ * TP_HAVE_SDT, so TP_MINIMAL_DEPS=ON can build as if it were absent) each probe
+ * is a nop plus an ELF note, costing nothing until a tracer attaches; without
+ * it, or with -DTP_NO_PROBES, the macros compile to nothing and do not
+ * evaluate their arguments.
  *
  *   TP_PROBE(task_submit, pool, queued);
  *   sudo bpftrace -e 'usdt:./libtripool.so:tripool:task_submit { @[arg1] = count(); }'
@@ -14,11 +16,9 @@
 #ifndef TP_INTERNAL_PROBES_H
 #define TP_INTERNAL_PROBES_H
 
-#if !defined(TP_NO_PROBES) && defined(__has_include)
-#if __has_include(<sys/sdt.h>)
+#if defined(TP_HAVE_SDT) && !defined(TP_NO_PROBES)
 #include <sys/sdt.h>
 #define TP_HAVE_PROBES 1
-#endif
 #endif
 
 #ifdef TP_HAVE_PROBES

@@ -3,6 +3,9 @@
  * USDT probes (src/internal/probes.h): TP_PROBE with 0..6 arguments builds;
  * with <sys/sdt.h> the probes land as stapsdt ELF notes of provider
  * "tripool" (what perf/bpftrace list), including the endpoint's scrape probe.
+ * Without it (not installed, or TP_MINIMAL_DEPS=ON) there is no such note at
+ * all and the arguments are not evaluated. The build's verdict comes both from
+ * the macro and from cmake (TP_TEST_PROBES: 1 or the reason): they must agree.
  * TP_TEST_TIMEOUT: 30
  */
 #include <setjmp.h>
@@ -38,6 +41,9 @@ static int count_notes(const char *name) {
     return n;
 }
 
+static int g_evaluated;
+static int side_effect(void) { return ++g_evaluated; }
+
 static void test_probes(void **state) {
     int a = 1;
     long b = 2;
@@ -46,13 +52,24 @@ static void test_probes(void **state) {
     TP_PROBE(test_p1, a);
     TP_PROBE(test_p3, a, b, c);
     TP_PROBE(test_p6, a, b, c, a, b, c);
+    const char *env = getenv("TP_TEST_PROBES");
+    assert_non_null(env); /* set by cmake/tests.cmake */
+    assert_int_equal(system("command -v readelf >/dev/null 2>&1"), 0); /* binutils */
 #ifdef TP_HAVE_PROBES
-    if (system("command -v readelf >/dev/null 2>&1") != 0) skip();
+    assert_string_equal(env, "1");
     assert_int_equal(count_notes("test_p0"), 1);
     assert_int_equal(count_notes("test_p3"), 1);
     assert_int_equal(count_notes("test_p6"), 1);
     /* the metrics module's own probe, linked in with the server */
     assert_true(count_notes("metrics_scrape") >= 1);
+#else
+    print_message("probes compiled out (%s): checking that nothing is left of them\n", env);
+    assert_string_not_equal(env, "1");
+    TP_PROBE(test_p2, side_effect(), side_effect());
+    assert_int_equal(g_evaluated, 0);
+    assert_int_equal(count_notes("test_p0"), 0);
+    assert_int_equal(count_notes("test_p6"), 0);
+    assert_int_equal(count_notes("metrics_scrape"), 0);
 #endif
     /* keep the server (and its probe) linked */
     tp_metrics_server_stop(NULL);
