@@ -53,11 +53,12 @@ static void test_probes(void **state) {
     TP_PROBE(test_p3, a, b, c);
     TP_PROBE(test_p6, a, b, c, a, b, c);
     TP_PROBE(test_p2, side_effect(), side_effect());
+    /* cmake's verdict (cmake/tests.cmake); absent when run by hand or by
+     * scripts/valgrind.sh, then only the macro's is checked. */
     const char *env = getenv("TP_TEST_PROBES");
-    assert_non_null(env); /* set by cmake/tests.cmake */
     assert_int_equal(system("command -v readelf >/dev/null 2>&1"), 0); /* binutils */
 #ifdef TP_HAVE_PROBES
-    assert_string_equal(env, "1");
+    if (env) assert_string_equal(env, "1");
     assert_int_equal(g_evaluated, 2); /* a real probe evaluates its arguments once */
     assert_int_equal(count_notes("test_p0"), 1);
     assert_int_equal(count_notes("test_p3"), 1);
@@ -65,8 +66,9 @@ static void test_probes(void **state) {
     /* the metrics module's own probe, linked in with the server */
     assert_true(count_notes("metrics_scrape") >= 1);
 #else
-    print_message("probes compiled out (%s): checking that nothing is left of them\n", env);
-    assert_string_not_equal(env, "1");
+    print_message("probes compiled out (%s): checking that nothing is left of them\n",
+                  env ? env : "TP_HAVE_SDT not defined");
+    if (env) assert_string_not_equal(env, "1");
     assert_int_equal(g_evaluated, 0);
     assert_int_equal(count_notes("test_p0"), 0);
     assert_int_equal(count_notes("test_p6"), 0);
