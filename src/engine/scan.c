@@ -2,8 +2,11 @@
 /*
  * Byte scanning for `count`: newlines (SSE2 compare + popcount; AVX2 when the
  * CPU has it) and lines containing a fixed string. Not concurrent: pure
- * functions on caller memory.
+ * functions on caller memory. Also the count kernel with a pattern
+ * (tp__chunk_count_matches), run on a worker: it touches only its chunk
+ * and reads on from the file to complete a line that runs past the chunk.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/engine_internal.h"
@@ -89,4 +92,65 @@ uint64_t tp__count_matches(const char *data, size_t len, const char *pat, size_t
         p = nl + 1;
     }
     return c;
+}
+
+/* Lines containing the pattern that start in this chunk; a line that runs
+ * past the chunk's end is completed by reading on from the file. */
+int tp__chunk_count_matches(struct echunk *c, tp_fd *h) {
+    struct run *r = c->r;
+    const char *d = (const char *)c->in->data;
+    size_t start = 0, len = c->len;
+    if (c->off > 0) {
+        char prev;
+        ssize_t n = tp_fd_pread(h, &prev, 1, c->off - 1);
+        if (n != 1) return chunk_fail(c, n < 0 ? (int)n : -EIO, "read");
+        if (prev != '\n') { /* our first bytes end a line owned by the previous chunk */
+            const char *nl = memchr(d, '\n', len);
+            start = nl ? (size_t)(nl - d) + 1 : len;
+        }
+    }
+    const char *reg = d + start;
+    size_t rlen = len - start;
+    const char *last = rlen ? memrchr(reg, '\n', rlen) : NULL;
+    size_t full = last ? (size_t)(last - reg) + 1 : 0;
+    c->count = tp__count_matches(reg, full, r->pat, r->patlen);
+    size_t tail = rlen - full;
+    if (tail == 0) return 0;
+    if (c->off + len >= c->f->size) { /* last line of the file, unterminated */
+        c->count += tp__count_matches(reg + full, tail, r->pat, r->patlen) ? 1 : 0;
+        return 0;
+    }
+    /* Complete the line: copy what we have, read on until '\n' or EOF. */
+    size_t cap = tail + 65536, have = tail;
+    char *line = malloc(cap);
+    if (!line) return chunk_fail(c, -ENOMEM, "count");
+    memcpy(line, reg + full, tail);
+    uint64_t pos = c->off + len;
+    for (;;) {
+        if (cap - have < 65536) {
+            char *nl = realloc(line, cap * 2);
+            if (!nl) {
+                free(line);
+                return chunk_fail(c, -ENOMEM, "count");
+            }
+            line = nl;
+            cap *= 2;
+        }
+        ssize_t n = tp_fd_pread(h, line + have, 65536, pos);
+        if (n < 0) {
+            free(line);
+            return chunk_fail(c, (int)n, "read");
+        }
+        char *nl = n ? memchr(line + have, '\n', (size_t)n) : NULL;
+        if (nl) {
+            have = (size_t)(nl - line);
+            break;
+        }
+        have += (size_t)n;
+        pos += (uint64_t)n;
+        if (n == 0) break;
+    }
+    c->count += tp__count_matches(line, have, r->pat, r->patlen) ? 1 : 0;
+    free(line);
+    return 0;
 }

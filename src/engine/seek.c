@@ -8,9 +8,11 @@
  *   n x { u32 compressed size, u32 decompressed size },
  *   u32 n, u8 descriptor (bit 7: entries carry a checksum; we write 0),
  *   u32 0x8F92EAB1.
- * Not concurrent: pure functions.
+ * Not concurrent: pure functions; tp__plan_frames (the frame plan of a
+ * file to decompress, from its table) runs on the coordinator.
  */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "engine/engine_internal.h"
 #include <zstd.h>
@@ -91,4 +93,46 @@ size_t tp__compress_input_len(size_t chunk) {
     while (l > 1 && ZSTD_COMPRESSBOUND(l) > chunk)
         l -= 64;
     return l;
+}
+
+/* Plan decompression of f from its seek table; false = decode as a stream. */
+bool tp__plan_frames(struct run *r, struct efile *f, uint64_t **pairs, size_t *nframes) {
+    tp_fd *h = NULL;
+    *pairs = NULL;
+    *nframes = 0;
+    if (f->size < TP__SEEK_FOOTER_SIZE + 8) return false;
+    if (tp__src_acquire(r->e, f, &h) != 0) return false; /* the stream path reports it */
+    bool ok = false;
+    unsigned char foot[TP__SEEK_FOOTER_SIZE];
+    int sums = 0;
+    long n = -1;
+    uint64_t tstart = 0;
+    size_t tlen = 0;
+    if (tp_fd_pread(h, foot, sizeof(foot), f->size - sizeof(foot)) == (ssize_t)sizeof(foot))
+        n = tp__seek_table_locate(foot, f->size, &sums, &tstart, &tlen);
+    if (n <= 0) goto out;
+    unsigned char *t = malloc(tlen);
+    uint64_t *p = malloc((size_t)n * 2 * sizeof(uint64_t));
+    if (!t || !p) {
+        free(t);
+        free(p);
+        goto out;
+    }
+    size_t maxpair = (r->e->o.max_mem / 2);
+    if (tp_fd_pread(h, t, tlen, tstart) == (ssize_t)tlen) {
+        ok = tp__seek_table_parse(t, n, sums, tstart, p) == 0;
+        for (long i = 0; ok && i < n; i++)
+            if (class_of(p[2 * i]) + class_of(p[2 * i + 1]) > maxpair)
+                ok = false; /* too big for the memory bound: decode as a stream */
+    }
+    free(t);
+    if (ok) {
+        *pairs = p;
+        *nframes = (size_t)n;
+    } else {
+        free(p);
+    }
+out:
+    tp_fd_release(r->e->fp, h);
+    return ok;
 }
