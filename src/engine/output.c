@@ -12,9 +12,9 @@
  * Coordinator only, except tp__fast_output, which a worker runs for the
  * small-file fast path: it creates, writes and closes the temp of the
  * file whose only chunk it runs; the coordinator sees f->tmp and f->dev
- * after the future's completion. No wait here is unbounded by us: the
- * syscalls are the filesystem's (open, write, fsync and syncfs retried
- * on EINTR).
+ * after the future's completion. Nothing here waits on another thread;
+ * the only waits are the filesystem's (open, write, fsync, syncfs, each
+ * retried on EINTR).
  */
 #include <errno.h>
 #include <fcntl.h>
