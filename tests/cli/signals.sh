@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # TP_TEST_TIMEOUT: 60
-# SIGINT mid-run cancels through the context: exit 130, no temp file and no
-# partial output left (one big file; a tree: published outputs complete).
+# SIGINT mid-run cancels through the context: exit 130 (SIGTERM: 143), no
+# temp file and no partial output left (one big file; a tree: published outputs complete).
 # SIGUSR1 prints the pool dump and the run goes on.
 set -u
 T=${TRIPOOL:?set TRIPOOL to the tripool binary}
@@ -22,6 +22,18 @@ wait $pid; rc=$?
 [ $rc -eq 130 ] || fail "SIGINT must exit 130, got $rc"
 [ ! -e big.zst ] || fail "partial output under the final name"
 [ -z "$(ls -a | grep '\.tp\.')" ] || fail "temp file left: $(ls -a)"
+# SIGTERM the same way, but exit 143 (128 + 15, as a shell reports it).
+"$T" compress -l 19 -j 1 --chunk 1M big 2> eterm & pid=$!
+for i in $(seq 1 100); do
+    ls -a | grep -q '\.tp\.' && break
+    sleep 0.05
+done
+kill -TERM $pid
+wait $pid; rc=$?
+[ $rc -eq 143 ] || fail "SIGTERM must exit 143, got $rc"
+grep -q 'interrupted; temporary files removed' eterm || fail "SIGTERM: no 'interrupted' line: $(cat eterm)"
+[ ! -e big.zst ] || fail "partial output under the final name after SIGTERM"
+[ -z "$(ls -a | grep '\.tp\.')" ] || fail "temp file left after SIGTERM: $(ls -a)"
 
 # SIGUSR1: once the command blocks it (it is handled by a sigwait thread),
 # it prints the pool dump on stderr and keeps running.
