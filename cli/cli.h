@@ -38,6 +38,9 @@ struct opts {
 bool tp__cli_known_cmd(const char *cmd);
 /* The top-level usage on f; returns 2 for stderr, 0 for stdout. */
 int tp__cli_usage(FILE *f);
+/* `tripool --help-man`: the OPTIONS section of docs/tripool.1, from the
+ * option table. */
+void tp__cli_help_man(FILE *f);
 /* "tripool CMD: <fmt with arg>" and the --help hint on stderr; returns 2. */
 int tp__cli_usage_error(const char *cmd, const char *fmt, const char *arg);
 /* Parse argv after the command into o (o->cmd set, the rest defaulted).

@@ -264,7 +264,7 @@ static int run(struct opts *o) {
     } else {
         code = rc ? 1 : 0;
     }
-    if (j->op == TP_OP_COUNT && st.files > 1 && code != 130)
+    if (j->op == TP_OP_COUNT && st.files > 1 && code != 130 && code != 143)
         printf("%" PRIu64 " total\n", st.total_count);
     if (o->check) code = tp__cli_check_finish(&cl, o, code);
     if (o->json) print_json(o, e, secs, code);
@@ -279,6 +279,10 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
         return tp__cli_usage(stdout);
+    if (strcmp(cmd, "--help-man") == 0) { /* hidden: see scripts/man-options.sh */
+        tp__cli_help_man(stdout);
+        return 0;
+    }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("tripool %d.%d.%d\n", TP_VERSION_MAJOR, TP_VERSION_MINOR, TP_VERSION_PATCH);
         return 0;

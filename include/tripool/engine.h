@@ -60,6 +60,16 @@ extern "C" {
 
 typedef struct tp_engine tp_engine;
 
+/* The ranges of tp_engine_opts and tp_job.level: tp_engine_create (and
+ * tp_engine_run for the level) return -EINVAL outside them. The level range
+ * is zstd's (ZSTD_minCLevel() .. ZSTD_maxCLevel()); 0 means the default. */
+#define TP_ENGINE_WORKERS_MAX 4096u
+#define TP_ENGINE_CHUNK_MIN ((size_t)4 << 10)
+#define TP_ENGINE_CHUNK_MAX ((size_t)1 << 30)
+#define TP_ENGINE_MAX_OPEN_MAX 1000000u
+#define TP_ENGINE_LEVEL_MIN (-131072)
+#define TP_ENGINE_LEVEL_MAX 22
+
 typedef struct tp_engine_opts {
     unsigned workers;  /* worker threads; default tp_usable_cpus(); 1 .. 4096 */
     size_t chunk_size; /* bytes per chunk; default 4 MiB; 4 KiB .. 1 GiB */
