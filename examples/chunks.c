@@ -5,8 +5,7 @@
 
 /* Runs on the engine's workers, in parallel, once per chunk. */
 static int count_zero_bytes(void *arg, uint64_t index, uint64_t offset, const void *data,
-                            size_t len)
-{
+                            size_t len) {
     _Atomic uint64_t *zeros = arg;
     const unsigned char *p = data;
     uint64_t n = 0;
@@ -16,8 +15,7 @@ static int count_zero_bytes(void *arg, uint64_t index, uint64_t offset, const vo
     return 0; /* < 0 stops the run with that error */
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     tp_engine_opts o;
     tp_engine_opts_init(&o);
     o.chunk_size = 8 << 20; /* 8 MiB chunks */

@@ -15,13 +15,11 @@ struct job {
     uint64_t bytes; /* written by the task, read after tp_group_wait */
 };
 
-static int read_file(void *arg)
-{
+static int read_file(void *arg) {
     struct job *j = arg;
     tp_fd *h;
     int err = tp_fd_acquire(j->fds, j->path, O_RDONLY, 0, &h);
-    if (err)
-        return err;
+    if (err) return err;
     tp_buf *b = tp_buf_get(j->bufs, 64 << 10); /* NULL only on ENOMEM / over the cap */
     if (!b) {
         tp_fd_release(j->fds, h);
@@ -38,8 +36,7 @@ static int read_file(void *arg)
     return tp_ctx_err(tp_task_ctx());
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     tp_pool *pool = NULL;
     tp_bufpool *bufs = NULL;
     tp_fdpool *fds = NULL;
@@ -64,8 +61,7 @@ int main(int argc, char **argv)
     int n = argc - 1 < 64 ? argc - 1 : 64;
     for (int i = 0; i < n; i++) {
         jobs[i] = (struct job){.path = argv[i + 1], .fds = fds, .bufs = bufs};
-        if ((err = tp_group_submit(g, read_file, &jobs[i])))
-            goto out;
+        if ((err = tp_group_submit(g, read_file, &jobs[i]))) goto out;
     }
     err = tp_group_wait(g, TP_FOREVER); /* the first failure, or 0 */
     for (int i = 0; i < n && !err; i++)
@@ -78,10 +74,8 @@ int main(int argc, char **argv)
     printf("tasks completed %llu, peak workers %u, peak open files %u\n",
            (unsigned long long)ps.completed, ps.peak_workers, fs.peak_open);
 out:
-    if (err)
-        fprintf(stderr, "pools: %s\n", tp_strerror(err));
-    if (g)
-        tp_group_destroy(g);
+    if (err) fprintf(stderr, "pools: %s\n", tp_strerror(err));
+    if (g) tp_group_destroy(g);
     tp_ctx_release(deadline);
     tp_pool_destroy(pool);
     tp_fdpool_destroy(fds);

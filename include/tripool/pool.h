@@ -203,8 +203,8 @@ TP_API int tp_pool_resize(tp_pool *p, unsigned max_workers);
 
 /* Wait for a moment at which every task accepted so far has finished (the
  * queue is empty and no task runs; a task still running is never masked by
- * others submitted and finished meanwhile). Returns 0 or -ETIMEDOUT; -EDEADLK from one of the pool's
- * own tasks or hooks (it would wait for itself). */
+ * others submitted and finished meanwhile). Returns 0 or -ETIMEDOUT; -EDEADLK from one of the
+ * pool's own tasks or hooks (it would wait for itself). */
 TP_API int tp_pool_wait_idle(tp_pool *p, uint64_t timeout_ns);
 
 /* What the pool is doing now, as text: write(arg, line) is called once per

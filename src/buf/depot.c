@@ -230,7 +230,8 @@ void tp__buf_timer_tick(void *arg) {
     tp_bufpool_tick(bp);
     tp_timer_cancel(self); /* from its own callback: gives the handle back */
     tp_timer *next = NULL;
-    if (tp_timer_add_after(bp->o.timers, bp->o.tick_interval_ns, tp__buf_timer_tick, bp, &next) == 0)
+    if (tp_timer_add_after(bp->o.timers, bp->o.tick_interval_ns, tp__buf_timer_tick, bp, &next) ==
+        0)
         bp->timer = next;
     pthread_mutex_unlock(&bp->timer_mu);
 }
@@ -272,4 +273,3 @@ TP_API int tp_bufpool_prewarm(tp_bufpool *bp, size_t size, size_t count, bool po
     pthread_mutex_unlock(&d->mu);
     return 0;
 }
-

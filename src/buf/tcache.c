@@ -137,4 +137,3 @@ struct tcache *tp__buf_tcache_new(tp_bufpool *bp) {
     pthread_mutex_unlock(&tp__buf_g_mu);
     return tc;
 }
-

@@ -128,7 +128,7 @@ struct tp_ctx {
     size_t nchildren;
     tp_ctx *prev, *next; /* siblings: protected by parent->lock */
     struct tp_ctx_cb *cbs;
-    tp_ctx *work_next; /* cancel work list; owned by its canceller */
+    tp_ctx *work_next;       /* cancel work list; owned by its canceller */
     const tp_ctx *walk_root; /* the root of the cancel walking us (see DESIGN) */
     _Atomic int walking;     /* 1 while that walk is not finished */
     struct tp_timer timer;

@@ -75,13 +75,13 @@ struct tp_heap_ent {
 
 struct tp_timers {
     pthread_mutex_t lock; /* first: tests/unit/ctx_timer_destroy.c relies on it */
-    pthread_cond_t wake; /* the service thread sleeps here */
-    pthread_cond_t done; /* cancellers wait here for a running fn */
+    pthread_cond_t wake;  /* the service thread sleeps here */
+    pthread_cond_t done;  /* cancellers wait here for a running fn */
     struct tp_heap_ent *heap;
     size_t n, cap, min_cap;
     uint64_t sleeping_until; /* deadline the thread sleeps for; 0 = awake */
     unsigned done_waiters;
-    size_t refs;             /* see DESIGN: Lifetime */
+    size_t refs;           /* see DESIGN: Lifetime */
     bool running_released; /* the running node was given back from its fn */
     bool realtime;         /* the thread got SCHED_FIFO */
     bool started;          /* self and realtime are set */

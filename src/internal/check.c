@@ -6,8 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void tp__check_fail(const char *fmt, ...)
-{
+void tp__check_fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("tripool: ", stderr);

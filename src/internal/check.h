@@ -27,8 +27,7 @@ _Noreturn void tp__check_fail(const char *fmt, ...)
 
 #define TP__CHECK(cond, ...)                                                                       \
     do {                                                                                           \
-        if (__builtin_expect(!(cond), 0))                                                          \
-            tp__check_fail(__VA_ARGS__);                                                           \
+        if (__builtin_expect(!(cond), 0)) tp__check_fail(__VA_ARGS__);                             \
     } while (0)
 
 #define TP__FAIL(...) tp__check_fail(__VA_ARGS__)

@@ -98,8 +98,8 @@ enum tp__os_notify_ev { TP__OS_NOTIFY_OVERFLOW, TP__OS_NOTIFY_GONE, TP__OS_NOTIF
 
 /* Read every pending event of nfd, calling fn for each, until a read would
  * block (or fails). */
-void tp__os_notify_drain(int nfd, void (*fn)(void *arg, enum tp__os_notify_ev ev, int wd,
-                                             const char *name),
+void tp__os_notify_drain(int nfd,
+                         void (*fn)(void *arg, enum tp__os_notify_ev ev, int wd, const char *name),
                          void *arg);
 
 #endif

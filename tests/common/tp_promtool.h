@@ -18,8 +18,7 @@
 
 /* Run `promtool check metrics` on a Prometheus text exposition; returns its
  * exit status as system() does (0 = valid). */
-static inline int tp_test_promtool_check(const char *text)
-{
+static inline int tp_test_promtool_check(const char *text) {
     char path[] = "/tmp/tp_promtool_XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);

@@ -24,43 +24,34 @@
 /* "none", "thread", "address", "chaos" (the TP_CHAOS schedule-perturbation
  * build) or "valgrind" (a plain build under memcheck, scripts/valgrind.sh):
  * which checking build or tool this binary runs under. */
-static inline const char *tp_test_sanitizer(void)
-{
+static inline const char *tp_test_sanitizer(void) {
     const char *s = getenv("TP_TEST_SANITIZER");
     return s ? s : "none";
 }
 
 /* Scale a loop count down under sanitizers (they are 5-20x slower). */
-static inline unsigned tp_test_scale(unsigned n)
-{
+static inline unsigned tp_test_scale(unsigned n) {
     const char *s = tp_test_sanitizer();
-    if (strcmp(s, "thread") == 0)
-        return n / 8 ? n / 8 : 1;
+    if (strcmp(s, "thread") == 0) return n / 8 ? n / 8 : 1;
     if (strcmp(s, "valgrind") == 0) /* memcheck: one thread at a time, ~30x slower */
         return n / 4 ? n / 4 : 1;
-    if (strcmp(s, "address") == 0 || strcmp(s, "chaos") == 0)
-        return n / 4 ? n / 4 : 1;
+    if (strcmp(s, "address") == 0 || strcmp(s, "chaos") == 0) return n / 4 ? n / 4 : 1;
     return n;
 }
 
 /* How many times slower than a plain build code runs here: for the time
  * bounds of tests that check "promptly" (a bound proportional to the
  * execution speed, not a looser promise). */
-static inline unsigned tp_test_slowdown(void)
-{
+static inline unsigned tp_test_slowdown(void) {
     const char *s = tp_test_sanitizer();
-    if (strcmp(s, "valgrind") == 0)
-        return 30;
-    if (strcmp(s, "thread") == 0)
-        return 8;
-    if (strcmp(s, "address") == 0 || strcmp(s, "chaos") == 0)
-        return 4;
+    if (strcmp(s, "valgrind") == 0) return 30;
+    if (strcmp(s, "thread") == 0) return 8;
+    if (strcmp(s, "address") == 0 || strcmp(s, "chaos") == 0) return 4;
     return 1;
 }
 
 /* Sleep for ms milliseconds. */
-static inline void tp_test_sleep_ms(unsigned ms)
-{
+static inline void tp_test_sleep_ms(unsigned ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0) {
     }
@@ -69,14 +60,13 @@ static inline void tp_test_sleep_ms(unsigned ms)
 /* Poll cond (an expression) every ms until true or timeout_ms passes. */
 #define TP_TEST_WAIT_FOR(cond, timeout_ms)                                                         \
     do {                                                                                           \
-        uint64_t tp__end_ = tp_now_ns() + (uint64_t)(timeout_ms) * TP_NSEC_PER_MSEC;               \
+        uint64_t tp__end_ = tp_now_ns() + (uint64_t)(timeout_ms)*TP_NSEC_PER_MSEC;                 \
         while (!(cond) && tp_now_ns() < tp__end_)                                                  \
             tp_test_sleep_ms(1);                                                                   \
     } while (0)
 
 /* A task pool with these worker bounds and queue capacity, the rest default. */
-static inline tp_pool *tp_test_pool(unsigned min_workers, unsigned max_workers, size_t queue_cap)
-{
+static inline tp_pool *tp_test_pool(unsigned min_workers, unsigned max_workers, size_t queue_cap) {
     tp_pool_opts o;
     tp_pool_opts_init(&o);
     o.min_workers = min_workers;
@@ -89,8 +79,7 @@ static inline tp_pool *tp_test_pool(unsigned min_workers, unsigned max_workers, 
 }
 
 /* Remove a test's scratch directory and everything in it; 0 on success. */
-static inline int tp_test_rm_rf(const char *dir)
-{
+static inline int tp_test_rm_rf(const char *dir) {
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : -1;

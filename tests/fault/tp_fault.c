@@ -58,8 +58,19 @@
 #define TPF_MALLOC 1
 #endif
 
-enum op { OP_OPEN, OP_READ, OP_PREAD, OP_WRITE, OP_PWRITE, OP_FSYNC, OP_RENAME, OP_UNLINK,
-          OP_CFR, OP_MALLOC, OP_N };
+enum op {
+    OP_OPEN,
+    OP_READ,
+    OP_PREAD,
+    OP_WRITE,
+    OP_PWRITE,
+    OP_FSYNC,
+    OP_RENAME,
+    OP_UNLINK,
+    OP_CFR,
+    OP_MALLOC,
+    OP_N
+};
 static const char *const op_names[OP_N] = {"open",  "read",   "pread",  "write", "pwrite",
                                            "fsync", "rename", "unlink", "cfr",   "malloc"};
 
@@ -100,8 +111,8 @@ static void log_line(const char *op, unsigned long n, int kind, const char *what
                        what ? what : "");
     if (len < 0) return;
     if ((size_t)len >= sizeof(buf)) len = sizeof(buf) - 1;
-    long fd = syscall(SYS_openat, AT_FDCWD, logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                      0644);
+    long fd =
+        syscall(SYS_openat, AT_FDCWD, logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) return;
     (void)syscall(SYS_write, (int)fd, buf, (size_t)len);
     (void)syscall(SYS_close, (int)fd);
@@ -123,9 +134,9 @@ static int parse_kind(const char *s) {
     static const struct {
         const char *n;
         int e;
-    } k[] = {{"EIO", EIO},       {"ENOSPC", ENOSPC}, {"EINTR", EINTR},   {"EMFILE", EMFILE},
-             {"ENOMEM", ENOMEM}, {"EXDEV", EXDEV},   {"EINVAL", EINVAL}, {"EACCES", EACCES},
-             {"short", KIND_SHORT}};
+    } k[] = {{"EIO", EIO},       {"ENOSPC", ENOSPC}, {"EINTR", EINTR},
+             {"EMFILE", EMFILE}, {"ENOMEM", ENOMEM}, {"EXDEV", EXDEV},
+             {"EINVAL", EINVAL}, {"EACCES", EACCES}, {"short", KIND_SHORT}};
     for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
         if (strcmp(s, k[i].n) == 0) return k[i].e;
     return 0;
@@ -157,14 +168,15 @@ __attribute__((constructor)) static void tpf_init(void) {
         if ((k == KIND_SHORT && !data) || (o == OP_MALLOC && k != ENOMEM)) goto bad;
 #ifndef TPF_MALLOC
         if (o == OP_MALLOC) {
-            static const char msg[] = "tp_fault: malloc faults are built for the plain build only\n";
+            static const char msg[] =
+                "tp_fault: malloc faults are built for the plain build only\n";
             (void)syscall(SYS_write, 2, msg, sizeof(msg) - 1);
             _exit(125);
         }
 #endif
         rules[nrules++] = (struct rule){o, n, k};
         continue;
-    bad: {
+    bad : {
         static const char msg[] = "tp_fault: bad TP_FAULT rule (want op:N:kind)\n";
         (void)syscall(SYS_write, 2, msg, sizeof(msg) - 1);
         _exit(125);
@@ -385,9 +397,7 @@ int unlink(const char *p) {
 }
 int unlinkat(int d, const char *p, int flags) {
     REAL(unlinkat);
-    int k = path_matches(p) || (p[0] != '/' && !match_all && fd_marked(d))
-                ? hit(OP_UNLINK, p)
-                : 0;
+    int k = path_matches(p) || (p[0] != '/' && !match_all && fd_marked(d)) ? hit(OP_UNLINK, p) : 0;
     if (k > 0) return fail(k);
     return real_unlinkat(d, p, flags);
 }

@@ -142,8 +142,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     unlink(out_path);
 
     struct res s = {0, 0};
-    tp_job j = {.op = TP_OP_DECOMPRESS, .out_path = out_path, .no_fsync = true, .force = true,
-                .on_result = on_result, .arg = &s};
+    tp_job j = {.op = TP_OP_DECOMPRESS,
+                .out_path = out_path,
+                .no_fsync = true,
+                .force = true,
+                .on_result = on_result,
+                .arg = &s};
     const char *paths[] = {in_path};
     int rc = tp_engine_run(eng, &j, paths, 1);
     FUZZ_CHECK(rc == 0 || rc == 1, "tp_engine_run = %d", rc);

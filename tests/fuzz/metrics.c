@@ -220,8 +220,10 @@ static void read_doc(const char *text, struct doc *d) {
                 for (size_t i = 0; i < s->nl; i++)
                     FUZZ_CHECK(strcmp(s->ln[i], s->ln[s->nl]) != 0, "label twice in '%s'", line);
                 s->nl++;
-                if (*p == ',') p++;
-                else FUZZ_CHECK(*p == '}', "bad label list in '%s'", line);
+                if (*p == ',')
+                    p++;
+                else
+                    FUZZ_CHECK(*p == '}', "bad label list in '%s'", line);
             }
             p++;
         }

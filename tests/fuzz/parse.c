@@ -73,8 +73,9 @@ static void check_uint(const char *s, unsigned lo, unsigned hi) {
     bool ok = tp__parse_uint(s, lo, hi, &got), rok = ref_int(s, false, lo, hi, &want);
     FUZZ_CHECK(ok == rok, "parse_uint('%s', %u, %u) %s, reference %s", s, lo, hi,
                ok ? "accepts" : "rejects", rok ? "accepts" : "rejects");
-    if (ok) FUZZ_CHECK(got == (unsigned)want, "parse_uint('%s') = %u, reference %u", s, got,
-                       (unsigned)want);
+    if (ok)
+        FUZZ_CHECK(got == (unsigned)want, "parse_uint('%s') = %u, reference %u", s, got,
+                   (unsigned)want);
 }
 
 static void check_int(const char *s, int lo, int hi) {

@@ -43,15 +43,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (tp__seek_table_parse(t, n, sums, tstart, pairs) == 0) {
         FUZZ_CHECK(get32(t) == TP__SEEK_SKIPPABLE_MAGIC, "accepted without the skippable magic");
         FUZZ_CHECK(get32(t + 4) == tlen - 8 + TP__SEEK_FOOTER_SIZE,
-                   "accepted a skippable frame of %u bytes holding a %zu-byte table",
-                   get32(t + 4), tlen - 8 + TP__SEEK_FOOTER_SIZE);
+                   "accepted a skippable frame of %u bytes holding a %zu-byte table", get32(t + 4),
+                   tlen - 8 + TP__SEEK_FOOTER_SIZE);
         uint64_t off = 0;
         for (long i = 0; i < n; i++) {
             uint64_t cs = pairs[2 * i], ds = pairs[2 * i + 1];
             FUZZ_CHECK(cs > 0, "frame %ld is empty", i);
             FUZZ_CHECK(cs <= UINT32_MAX && ds <= UINT32_MAX, "frame %ld sizes not 32-bit", i);
-            FUZZ_CHECK(off + cs > off && off + cs <= tstart, "frame %ld at %llu+%llu past the table",
-                       i, (unsigned long long)off, (unsigned long long)cs);
+            FUZZ_CHECK(off + cs > off && off + cs <= tstart,
+                       "frame %ld at %llu+%llu past the table", i, (unsigned long long)off,
+                       (unsigned long long)cs);
             off += cs;
         }
         FUZZ_CHECK(off == tstart, "frames end at %llu, table at %llu", (unsigned long long)off,
@@ -66,7 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                            "table size for %ld frames", n);
                 tp__seek_table_write(w, sz, (size_t)n);
                 /* all but the descriptor byte, whose low two bits are unused */
-                FUZZ_CHECK(memcmp(w, t, tlen + 4) == 0 && memcmp(w + tlen + 5, t + tlen + 5, 4) == 0,
+                FUZZ_CHECK(memcmp(w, t, tlen + 4) == 0 &&
+                               memcmp(w + tlen + 5, t + tlen + 5, 4) == 0,
                            "the accepted table is not what tripool writes for its sizes");
             }
             free(sz);

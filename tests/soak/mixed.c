@@ -337,7 +337,7 @@ static void *buf_worker(void *arg) {
     struct buf_shared *sh = w->sh;
     for (unsigned i = 0; i < sh->rounds; i++) {
         uint64_t v = rnd(&w->seed) % 100;
-        size_t sz = v < 70 ? 24 + (size_t)(rnd(&w->seed) % 4096)
+        size_t sz = v < 70   ? 24 + (size_t)(rnd(&w->seed) % 4096)
                     : v < 97 ? 24 + (size_t)(rnd(&w->seed) % 65536)
                              : (size_t)(rnd(&w->seed) % (512u << 10)) + 24;
         tp_buf *b = NULL;
@@ -545,8 +545,8 @@ static void fd_iteration(uint64_t *r) {
 
 #define ECHUNK (16u << 10)
 #define NEFILES 8
-static const size_t g_esize[NEFILES] = {
-    0, 1, ECHUNK - 1, ECHUNK, ECHUNK + 1, 100000, 300000, 700001};
+static const size_t g_esize[NEFILES] = {0,          1,      ECHUNK - 1, ECHUNK,
+                                        ECHUNK + 1, 100000, 300000,     700001};
 static unsigned char *g_edata[NEFILES];
 static uint32_t g_ecrc[NEFILES];
 
@@ -659,8 +659,11 @@ static void engine_iteration(uint64_t *r) {
         paths[i] = pbuf[i];
     }
     struct eng_count cc = {0};
-    tp_job j = {.op = TP_OP_COMPRESS, .level = 1 + (int)(rnd(r) % 3), .no_fsync = true,
-                .on_result = on_result, .arg = &cc};
+    tp_job j = {.op = TP_OP_COMPRESS,
+                .level = 1 + (int)(rnd(r) % 3),
+                .no_fsync = true,
+                .on_result = on_result,
+                .arg = &cc};
     int rc = tp_engine_run(e, &j, paths, NEFILES);
     if (cancel)
         CHECK(rc == 0 || rc == 1 || rc == -ECANCELED || rc == -ETIMEDOUT);
@@ -710,8 +713,11 @@ static void engine_iteration(uint64_t *r) {
         o.max_open = 2;
         CHECK_EQ(tp_engine_create(&e, &o), 0);
         struct eng_count dc = {0};
-        tp_job d = {.op = TP_OP_DECOMPRESS, .remove_src = true, .no_fsync = true,
-                    .on_result = on_result, .arg = &dc};
+        tp_job d = {.op = TP_OP_DECOMPRESS,
+                    .remove_src = true,
+                    .no_fsync = true,
+                    .on_result = on_result,
+                    .arg = &dc};
         CHECK_EQ(tp_engine_run(e, &d, zpaths, nz), 0);
         CHECK_EQ(dc.ok, nz);
         tp_engine_destroy(e);
@@ -903,8 +909,8 @@ int main(int argc, char **argv) {
            s[0].rss_kib, s[n - 1].rss_kib, s[0].fds, s[n - 1].fds, s[0].threads, s[n - 1].threads);
     printf("soak: slope rss %+.1f KiB/min (bound %.0f%s), fds %+.3f/min (bound %.1f), "
            "threads %+.3f/min (bound %.1f)\n",
-           srss, rss_bound, SANITIZED ? ", not enforced under a sanitizer" : "", sfd, fd_bound, sthr,
-           thr_bound);
+           srss, rss_bound, SANITIZED ? ", not enforced under a sanitizer" : "", sfd, fd_bound,
+           sthr, thr_bound);
     int bad = 0;
     if (!SANITIZED && srss > rss_bound) bad |= 1;
     if (sfd > fd_bound) bad |= 2;

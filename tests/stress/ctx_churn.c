@@ -57,14 +57,14 @@ static void cb_fn(void *arg) {
     struct rec *r = arg;
     atomic_fetch_add(&r->runs, 1);
     if (!tp_ctx_done(r->ctx)) atomic_store(r->bad, 5); /* ran before done */
-    (void)tp_ctx_child_count(r->ctx); /* deadlocks if run under its lock */
-    tp_ctx_cancel(r->ctx);            /* idempotent, allowed from a callback */
+    (void)tp_ctx_child_count(r->ctx);                  /* deadlocks if run under its lock */
+    tp_ctx_cancel(r->ctx);                             /* idempotent, allowed from a callback */
     atomic_fetch_add(&r->returned, 1);
 }
 
 /* Every live context that has c among its ancestors (or is c) is done. */
-static void check_subtree_done(struct shared *sh, tp_ctx *const *live,
-                               tp_ctx *const (*anc)[DEPTH], const tp_ctx *c) {
+static void check_subtree_done(struct shared *sh, tp_ctx *const *live, tp_ctx *const (*anc)[DEPTH],
+                               const tp_ctx *c) {
     for (unsigned s = 0; s < LIVE; s++) {
         if (!live[s]) continue;
         bool below = live[s] == c;

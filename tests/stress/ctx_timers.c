@@ -38,10 +38,10 @@ struct shared {
     tp_timers *t;
     unsigned iters;
     _Atomic int bad;
-    _Atomic int in_cb;      /* callbacks running now: at most 1 */
-    _Atomic int destroyed;  /* tp_timers_destroy returned */
+    _Atomic int in_cb;     /* callbacks running now: at most 1 */
+    _Atomic int destroyed; /* tp_timers_destroy returned */
     _Atomic int early, overlap, after_destroy;
-    _Atomic int phase2;     /* main: give back the rest while I destroy */
+    _Atomic int phase2; /* main: give back the rest while I destroy */
     _Atomic unsigned phase1_done;
 };
 
@@ -68,8 +68,10 @@ static void fire(void *arg) {
     if (tp_now_ns() < r->deadline) atomic_fetch_add(&sh->early, 1);
     if (atomic_load(&sh->destroyed)) atomic_fetch_add(&sh->after_destroy, 1);
     atomic_fetch_add(&r->runs, 1);
-    if (r->self_cancel) atomic_store(&r->self_ret, tp_timer_cancel(r->h) ? 1 : 0);
-    else if (!atomic_load(&sh->phase2)) (void)tp_timers_pending(sh->t); /* lock free? */
+    if (r->self_cancel)
+        atomic_store(&r->self_ret, tp_timer_cancel(r->h) ? 1 : 0);
+    else if (!atomic_load(&sh->phase2))
+        (void)tp_timers_pending(sh->t); /* lock free? */
     atomic_fetch_sub(&sh->in_cb, 1);
     atomic_fetch_add(&r->returned, 1);
 }
@@ -201,8 +203,7 @@ int main(int argc, char **argv) {
                 ok = r->cancel_ret == 0 && runs == 1 && r->runs_at_cancel == 1;
                 fired++;
             }
-            if (!ok && failures < 10)
-                fprintf(stderr, "timer %u/%u late=%d\n", i, k, r->late);
+            if (!ok && failures < 10) fprintf(stderr, "timer %u/%u late=%d\n", i, k, r->late);
             if (!ok && failures++ < 10)
                 fprintf(stderr, "timer %u/%u: runs=%d cancel=%d returned_at_cancel=%d self=%d\n", i,
                         k, runs, r->cancel_ret, r->runs_at_cancel, r->self_cancel);

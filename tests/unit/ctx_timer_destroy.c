@@ -258,7 +258,7 @@ static void test_cancel_concurrent_with_destroy(void **state) {
         join_or_fail(waiter, &wret);
         assert_false((bool)(uintptr_t)wret); /* fn was running: not prevented */
         for (int i = 0; i < N; i++)
-            if (i % 4 == 0) assert_false(ret[i]); /* fired before */
+            if (i % 4 == 0) assert_false(ret[i]);     /* fired before */
         assert_int_equal(atomic_load(&calls), N / 4); /* pending ones never ran */
     }
 }

@@ -5,8 +5,8 @@
  *
  * Index: header sentence -> test (here unless a file is named).
  *  "buffer memory never exceeds max_mem ... input descriptors never exceed
- *   max_open"                                  engine_core.c test_file_chunks; test_bounds_many_files
- *  "Output files are written to a temporary name ..., fsynced and renamed
+ *   max_open"                                  engine_core.c test_file_chunks;
+ * test_bounds_many_files "Output files are written to a temporary name ..., fsynced and renamed
  *   only when complete"                        engine_core.c test_cancel (no temp, no output);
  *                                              tests/cli/robust.sh
  *  "Existing outputs are never replaced unless tp_job.force is set"; "such an
@@ -20,13 +20,11 @@
  *  "Cancel the running and every later job"   engine_core.c test_errors_and_order
  *  "chunk_size ... 4 KiB .. 1 GiB"; "max_open ... >= 1"; "workers 1..4096"
  *                                              test_option_ranges
- *  "max_mem ... 3/4 of it must hold 2 chunks" engine_core.c test_errors_and_order; test_option_ranges
- *  "pool_setup: Called once by tp_engine_create, on its thread, with the
- *   options of the engine's task pool ... (max_workers is already
- *   `workers`). A nonzero return ... makes tp_engine_create fail with it."
- *                                              test_pool_setup
- *  "tp_engine_destroy ... e may be NULL"      test_option_ranges
- *  "tp_engine_pool / bufpool / fdpool ... valid until tp_engine_destroy"
+ *  "max_mem ... 3/4 of it must hold 2 chunks" engine_core.c test_errors_and_order;
+ * test_option_ranges "pool_setup: Called once by tp_engine_create, on its thread, with the options
+ * of the engine's task pool ... (max_workers is already `workers`). A nonzero return ... makes
+ * tp_engine_create fail with it." test_pool_setup "tp_engine_destroy ... e may be NULL"
+ * test_option_ranges "tp_engine_pool / bufpool / fdpool ... valid until tp_engine_destroy"
  *                                              test_bounds_many_files
  *  "Progress ... bytes consumed so far and bytes planned"  test_bounds_many_files
  *  tp_chunk_fn "in no particular order and possibly in parallel";
@@ -37,8 +35,8 @@
  *   once per file"                             test_results_thread_and_order;
  *                                              engine_core.c test_errors_and_order
  *  "digest: canonical (big-endian) bytes; digest_len 4, 8 or 16"
- *                                              engine_core.c test_jobs_match_direct; test_digest_lengths
- *  "remove_src: delete the input after the output is fsynced and verified"
+ *                                              engine_core.c test_jobs_match_direct;
+ * test_digest_lengths "remove_src: delete the input after the output is fsynced and verified"
  *                                              test_remove_src
  *  tp_engine_run "Returns 0 when every input succeeded, 1 when some failed,
  *   -ECANCELED ..., or -EINVAL (bad job: out_path with several inputs,
@@ -388,8 +386,8 @@ static void test_remove_src(void **state) {
     char *p = write_file("rm", data, sizeof data);
     const char *paths[] = {p};
     struct results res = {0};
-    tp_job j = {.op = TP_OP_COMPRESS, .level = 3, .remove_src = true, .on_result = collect,
-                .arg = &res};
+    tp_job j = {
+        .op = TP_OP_COMPRESS, .level = 3, .remove_src = true, .on_result = collect, .arg = &res};
     assert_int_equal(tp_engine_run(e, &j, paths, 1), 0);
     assert_int_equal(access(p, F_OK), -1); /* input gone */
     char *z = path_of("rm.zst");

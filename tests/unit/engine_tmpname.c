@@ -27,10 +27,17 @@ static void test_parse(void **state) {
     assert_int_equal(pid, 1);
     /* not the form: no leading dot, no pid, leading zero, 5 or 7 random
      * characters, a bad character, no base, a pid of 11 digits */
-    const char *bad[] = {"a.zst.tp.1234.AbC9xz",  ".a.zst.tp..AbC9xz",     ".a.zst.tp.0123.AbC9xz",
-                         ".a.zst.tp.1234.AbC9x",  ".a.zst.tp.1234.AbC9xzz", ".a.zst.tp.1234.AbC-xz",
-                         "..tp.1234.AbC9xz",      ".a.tp.12345678901.AbC9xz", ".a.zst.tpx1234.AbC9xz",
-                         ".a.zst.XXXXXX",         ""};
+    const char *bad[] = {"a.zst.tp.1234.AbC9xz",
+                         ".a.zst.tp..AbC9xz",
+                         ".a.zst.tp.0123.AbC9xz",
+                         ".a.zst.tp.1234.AbC9x",
+                         ".a.zst.tp.1234.AbC9xzz",
+                         ".a.zst.tp.1234.AbC-xz",
+                         "..tp.1234.AbC9xz",
+                         ".a.tp.12345678901.AbC9xz",
+                         ".a.zst.tpx1234.AbC9xz",
+                         ".a.zst.XXXXXX",
+                         ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (tp__tmp_parse(bad[i], NULL, NULL)) fail_msg("'%s' parsed as a temp name", bad[i]);
     }
@@ -122,7 +129,7 @@ static void test_sweep(void **state) {
     assert_true(exists(other)); /* not an output of this job */
     assert_true(exists(".out.zst.tp.x.Abcdef"));
     assert_true(exists("out.zst.tp.1.Abcdef"));
-    assert_true(exists(sdir));  /* only regular files */
+    assert_true(exists(sdir)); /* only regular files */
     assert_true(exists(slink));
     assert_int_equal(tp__tmp_sweep(outs, 2), 0); /* nothing left to remove */
 }

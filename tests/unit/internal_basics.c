@@ -12,8 +12,7 @@
 #include <pthread.h>
 #include <sched.h>
 
-static void test_strerror(void **state)
-{
+static void test_strerror(void **state) {
     (void)state;
     assert_string_equal(tp_strerror(0), "success");
     assert_string_equal(tp_strerror(-ESHUTDOWN), "pool is closed");
@@ -23,14 +22,12 @@ static void test_strerror(void **state)
     assert_string_equal(tp_strerror(-99999), "unknown error");
 }
 
-static void *strerror_loop(void *arg)
-{
+static void *strerror_loop(void *arg) {
     (void)arg;
     for (int i = 0; i < 20000; i++) {
         int e = -(i % 140);
         const char *a = tp_strerror(e);
-        if (!a || strlen(a) == 0)
-            return (void *)1;
+        if (!a || strlen(a) == 0) return (void *)1;
         if (a != tp_strerror(e)) /* static: the same string every time */
             return (void *)1;
     }
@@ -40,8 +37,7 @@ static void *strerror_loop(void *arg)
 /* "thread-safe; the string is static": 4 threads over every errno; a
  * strerror()-based implementation (one shared buffer) would hand out the
  * same pointer with changing text, or a new buffer per call. */
-static void test_strerror_threads(void **state)
-{
+static void test_strerror_threads(void **state) {
     (void)state;
     pthread_t th[4];
     for (int i = 0; i < 4; i++)
@@ -54,8 +50,7 @@ static void test_strerror_threads(void **state)
     assert_string_equal(tp_strerror(-ENOTDIR), "Not a directory");
 }
 
-static void test_clock_monotonic(void **state)
-{
+static void test_clock_monotonic(void **state) {
     (void)state;
     uint64_t a = tp_now_ns();
     tp_test_sleep_ms(5);
@@ -65,8 +60,7 @@ static void test_clock_monotonic(void **state)
     assert_int_equal(tp__deadline_after(TP_FOREVER - 1), TP_FOREVER);
 }
 
-static void test_usable_cpus(void **state)
-{
+static void test_usable_cpus(void **state) {
     (void)state;
     unsigned n = tp_usable_cpus();
     long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -76,15 +70,13 @@ static void test_usable_cpus(void **state)
 
 /* "the smaller of its sched affinity mask and the cgroup v2 cpu.max quota":
  * pinned to one CPU, the process may use one (wrong: counting online CPUs). */
-static void test_usable_cpus_affinity(void **state)
-{
+static void test_usable_cpus_affinity(void **state) {
     (void)state;
     cpu_set_t old, one;
     assert_int_equal(sched_getaffinity(0, sizeof old, &old), 0);
     int first = -1;
     for (int c = 0; c < CPU_SETSIZE && first < 0; c++)
-        if (CPU_ISSET(c, &old))
-            first = c;
+        if (CPU_ISSET(c, &old)) first = c;
     assert_true(first >= 0);
     CPU_ZERO(&one);
     CPU_SET(first, &one);
@@ -95,8 +87,7 @@ static void test_usable_cpus_affinity(void **state)
     assert_true(tp_usable_cpus() <= (unsigned)CPU_COUNT(&old));
 }
 
-static void test_counts(void **state)
-{
+static void test_counts(void **state) {
     (void)state;
     int t = tp__thread_count();
     assert_true(t >= 1);
@@ -109,8 +100,7 @@ static void test_counts(void **state)
     assert_int_equal(tp__open_fd_count(), before);
 }
 
-static void test_cond_timeout(void **state)
-{
+static void test_cond_timeout(void **state) {
     (void)state;
     pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t c;
@@ -127,12 +117,14 @@ static void test_cond_timeout(void **state)
     pthread_cond_destroy(&c);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strerror), cmocka_unit_test(test_strerror_threads),
-        cmocka_unit_test(test_usable_cpus_affinity),   cmocka_unit_test(test_clock_monotonic),
-        cmocka_unit_test(test_usable_cpus), cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_strerror_threads),
+        cmocka_unit_test(test_usable_cpus_affinity),
+        cmocka_unit_test(test_clock_monotonic),
+        cmocka_unit_test(test_usable_cpus),
+        cmocka_unit_test(test_counts),
         cmocka_unit_test(test_cond_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,7 +29,7 @@ static void test_map(void **state) {
     uint8_t *b = p;
     for (size_t i = 0; i < n; i += 512)
         assert_int_equal(b[i], 0); /* anonymous memory starts zeroed */
-    memset(b, 0xAB, n);           /* and is writable */
+    memset(b, 0xAB, n);            /* and is writable */
     assert_int_equal(tp__os_unmap(p, n), 0);
     assert_int_equal(tp__os_map(pg, true, &p), 0);
     assert_int_equal(tp__os_unmap(p, pg), 0);
@@ -170,8 +170,8 @@ static void test_notify(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_map),          cmocka_unit_test(test_map_huge),
-        cmocka_unit_test(test_nofile),       cmocka_unit_test(test_coarse_clock),
+        cmocka_unit_test(test_map),    cmocka_unit_test(test_map_huge),
+        cmocka_unit_test(test_nofile), cmocka_unit_test(test_coarse_clock),
         cmocka_unit_test(test_notify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,7 +42,9 @@ static int count_notes(const char *name) {
 }
 
 static int g_evaluated;
-static int side_effect(void) { return ++g_evaluated; }
+static int side_effect(void) {
+    return ++g_evaluated;
+}
 
 static void test_probes(void **state) {
     int a = 1;

@@ -1,3 +1,4 @@
 /* SPDX-License-Identifier: MIT */
 /* Shadows <sys/sdt.h> in a TP_MINIMAL_DEPS=ON build (cmake/absent/README). */
-#error "<sys/sdt.h> is optional: a TP_MINIMAL_DEPS=ON build must not include it (guard the include with what CMakeLists.txt detects)"
+#error                                                                                             \
+    "<sys/sdt.h> is optional: a TP_MINIMAL_DEPS=ON build must not include it (guard the include with what CMakeLists.txt detects)"
