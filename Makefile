@@ -16,7 +16,7 @@ DEMO_DIR ?= demo-data
 # build dir keeps what it was configured with.
 TEST_CMAKE_FLAGS ?= -DTP_WERROR=ON
 
-.PHONY: all deps build test test-plain test-valgrind test-tsan test-asan test-chaos test-minimal stress soak fuzz bench demo install clean format
+.PHONY: format-check all deps build test test-plain test-valgrind test-tsan test-asan test-chaos test-minimal stress soak fuzz bench demo install clean format
 
 all: build
 
@@ -111,6 +111,11 @@ install: build
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Fails if any C file differs from what the committed .clang-format makes of it.
+format-check: deps
+	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+	@echo "format-check: every C file is clang-formatted"
 
 clean:
 	rm -rf $(BUILD) build-tsan build-asan build-bench build-chaos build-chaos-tsan build-fuzz build-minimal

@@ -5,6 +5,7 @@
 set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config clang
+  clang-format                        # make format / format-check (CI)
   libclang-rt-dev                     # libFuzzer for make fuzz (clang's runtime)
   libcmocka-dev                       # test framework
   libzstd-dev zstd                    # compress/decompress + round-trip tests
