@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include "tripool.h"
@@ -76,6 +80,42 @@ static inline tp_pool *tp_test_pool(unsigned min_workers, unsigned max_workers, 
     assert_int_equal(tp_pool_create(&p, &o), 0);
     assert_non_null(p);
     return p;
+}
+
+/* Run fn(arg) in a forked child (SIGABRT at its default action, no core
+ * file) with its stderr captured into out (cap bytes, NUL-terminated).
+ * Returns the child's wait status. For tests of misuse that must abort. */
+typedef void (*tp_test_child_fn)(void *arg);
+static inline int tp_test_run_child(tp_test_child_fn fn, void *arg, char *out, size_t cap) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {0, 0};
+        setrlimit(RLIMIT_CORE, &rl);
+        signal(SIGABRT, SIG_DFL);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        fn(arg);
+        _exit(0); /* not reached when the misuse is caught */
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n < cap - 1 && (r = read(fds[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = 0;
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+/* The wait status of a child that died of SIGABRT. */
+static inline bool tp_test_aborted(int status) {
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
 }
 
 /* Remove a test's scratch directory and everything in it; 0 on success. */

@@ -432,41 +432,26 @@ static void test_reset_only_on_reuse(void **st) {
 
 /* "name: label for messages; its first 31 bytes are copied": the message of
  * a caught misuse names the pool even after the caller's string changed. */
+static void double_put_named(void *arg) {
+    (void)arg;
+    char name[64];
+    snprintf(name, sizeof name, "%s", "0123456789abcdefghijklmnopqrstuvwxyz");
+    tp_bufpool_opts o;
+    tp_bufpool_opts_init(&o);
+    o.name = name;
+    tp_bufpool *bp = NULL;
+    if (tp_bufpool_create(&bp, &o) != 0) _exit(2);
+    memset(name, 'X', sizeof name - 1);
+    tp_buf *b = tp_buf_get(bp, 10);
+    tp_buf_put(bp, b);
+    tp_buf_put(bp, b); /* double put: aborts with the pool's name */
+}
+
 static void test_name_copied(void **st) {
     (void)st;
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        signal(SIGABRT, SIG_DFL);
-        char name[64];
-        snprintf(name, sizeof name, "%s", "0123456789abcdefghijklmnopqrstuvwxyz");
-        tp_bufpool_opts o;
-        tp_bufpool_opts_init(&o);
-        o.name = name;
-        tp_bufpool *bp = NULL;
-        if (tp_bufpool_create(&bp, &o) != 0) _exit(2);
-        memset(name, 'X', sizeof name - 1);
-        tp_buf *b = tp_buf_get(bp, 10);
-        tp_buf_put(bp, b);
-        tp_buf_put(bp, b); /* double put: aborts with the pool's name */
-        _exit(0);
-    }
-    close(fds[1]);
     char out[4096];
-    size_t n = 0;
-    ssize_t r;
-    while (n < sizeof out - 1 && (r = read(fds[0], out + n, sizeof out - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = 0;
-    close(fds[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    int status = tp_test_run_child(double_put_named, NULL, out, sizeof out);
+    assert_true(tp_test_aborted(status));
     if (!strstr(out, "pool '0123456789abcdefghijklmnopqrstu'"))
         fail_msg("pool name (31 bytes) not in: %s", out);
 }

@@ -13,30 +13,20 @@
 
 typedef void (*misuse_fn)(void);
 
+struct misuse_call {
+    misuse_fn fn;
+};
+
+static void call_misuse(void *a) {
+    ((struct misuse_call *)a)->fn();
+}
+
 /* Run fn in a child; expect SIGABRT and one of the messages on stderr. */
 static void expect_abort(misuse_fn fn, const char *msg1, const char *msg2) {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        fn();
-        _exit(0); /* not reached when the misuse is caught */
-    }
-    close(fds[1]);
     char out[8192];
-    size_t n = 0;
-    ssize_t r;
-    while (n < sizeof out - 1 && (r = read(fds[0], out + n, sizeof out - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = 0;
-    close(fds[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+    struct misuse_call c = {fn};
+    int status = tp_test_run_child(call_misuse, &c, out, sizeof out);
+    if (!tp_test_aborted(status))
         fail_msg("child did not abort (status %d), stderr: %s", status, out);
     if (!strstr(out, msg1) && !(msg2 && strstr(out, msg2)))
         fail_msg("message '%s' not in stderr: %s", msg1, out);

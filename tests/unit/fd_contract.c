@@ -538,33 +538,19 @@ static void release_to_other_pool(const char *dir) {
     tp_fd_release(b, h);
 }
 
+struct misuse_call {
+    misuse_fn fn;
+};
+
+static void call_misuse(void *a) {
+    ((struct misuse_call *)a)->fn(g_dir);
+}
+
 static void expect_abort(misuse_fn fn, const char *msg) {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct rlimit rl = {0, 0};
-        setrlimit(RLIMIT_CORE, &rl);
-        signal(SIGABRT, SIG_DFL);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        fn(g_dir);
-        _exit(0);
-    }
-    close(fds[1]);
     char out[4096];
-    size_t n = 0;
-    ssize_t r;
-    while (n < sizeof out - 1 && (r = read(fds[0], out + n, sizeof out - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = 0;
-    close(fds[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
-        fail_msg("no abort (status %d): %s", status, out);
+    struct misuse_call c = {fn};
+    int status = tp_test_run_child(call_misuse, &c, out, sizeof out);
+    if (!tp_test_aborted(status)) fail_msg("no abort (status %d): %s", status, out);
     if (!strstr(out, msg)) fail_msg("'%s' not in: %s", msg, out);
 }
 

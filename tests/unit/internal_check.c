@@ -19,35 +19,24 @@
 
 typedef void (*fn_t)(void);
 
+struct fn_call {
+    fn_t fn;
+};
+
+static void call_fn(void *a) {
+    ((struct fn_call *)a)->fn();
+}
+
 /* Run fn in a child; return its stderr in out and its wait status. */
 static int run_child(fn_t fn, char *out, size_t cap) {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n < cap - 1 && (r = read(fds[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = 0;
-    close(fds[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return status;
+    struct fn_call c = {fn};
+    return tp_test_run_child(call_fn, &c, out, cap);
 }
 
 static void expect_abort(fn_t fn, const char *exact) {
     char out[4096];
     int status = run_child(fn, out, sizeof out);
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+    if (!tp_test_aborted(status))
         fail_msg("child did not abort (status %d), stderr: %s", status, out);
     assert_string_equal(out, exact);
 }
