@@ -55,8 +55,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <stdint.h>
@@ -167,31 +165,6 @@ static void heap_remove(tp_timers *s, size_t i) {
 
 /* ---- the service thread ------------------------------------------------- */
 
-/* With rt_priority, try SCHED_FIFO. Otherwise ask for a short slice (EEVDF
- * custom slice, Linux >= 6.12; no privilege needed): a waking timer thread
- * then preempts CPU hogs sooner instead of waiting out their slice. Where
- * refused or unsupported the thread simply stays a normal one. (Linux
- * specific; it belongs behind src/internal/os.h once that contract grows a
- * scheduling call.) Returns true if the thread is now real-time. */
-static bool timer_thread_sched(unsigned rt_priority) {
-    (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* default is 50 us */
-    if (rt_priority) {
-        struct sched_param sp = {.sched_priority = (int)rt_priority};
-        if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) return true;
-    }
-#ifdef SYS_sched_setattr
-    struct {
-        uint32_t size, policy;
-        uint64_t flags;
-        int32_t nice;
-        uint32_t priority;
-        uint64_t runtime, deadline, period;
-    } attr = {.size = 48, .policy = 0 /* SCHED_OTHER */, .runtime = 100 * 1000};
-    (void)syscall(SYS_sched_setattr, 0, &attr, 0);
-#endif
-    return false;
-}
-
 /* Chaos build: after a wake-up let adders and cancellers in before the loop
  * re-reads the heap (it decides afresh, so this changes no outcome). */
 static inline void timer_thread_woke(tp_timers *s) {
@@ -206,7 +179,7 @@ static inline void timer_thread_woke(tp_timers *s) {
 
 static void *timer_thread(void *arg) {
     tp_timers *s = arg;
-    bool rt = timer_thread_sched(s->rt_priority);
+    bool rt = tp__os_sched_timer_thread(s->rt_priority);
     pthread_mutex_lock(&s->lock);
     s->self = pthread_self();
     s->realtime = rt;

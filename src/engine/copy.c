@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "engine/engine_internal.h"
+#include "internal/os.h"
 
 static bool all_zero(const unsigned char *p, size_t n) {
     if (n == 0) return false;
@@ -43,14 +44,13 @@ int tp__chunk_copy_in_place(struct echunk *c, tp_fd *h) {
         ssize_t n;
         if (kernel) {
             off_t ip = (off_t)pos, op = (off_t)pos;
-            n = copy_file_range(in, &ip, c->pw_fd, &op, want, 0);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP ||
-                          errno == ENOSYS || errno == EBADF)) {
+            n = tp__os_copy_range(in, &ip, c->pw_fd, &op, want);
+            if (n == -EINTR) continue;
+            if (n == -EXDEV || n == -EINVAL || n == -EOPNOTSUPP || n == -ENOSYS || n == -EBADF) {
                 kernel = false;
                 continue;
             }
-            if (n < 0) return chunk_fail(c, -errno, errno == EIO ? "read" : "write");
+            if (n < 0) return chunk_fail(c, (int)n, n == -EIO ? "read" : "write");
         } else {
             if (want > c->in->cap) want = c->in->cap;
             n = tp_fd_pread(h, c->in->data, want, pos);

@@ -67,14 +67,6 @@ int tp__open_retry(const char *path, int flags) {
     return fd;
 }
 
-static int sync_retry(int fd, bool whole_fs) {
-    int rc;
-    do
-        rc = whole_fs ? syncfs(fd) : fsync(fd);
-    while (rc != 0 && errno == EINTR);
-    return rc;
-}
-
 void tp__file_free(struct efile *f) {
     free(f->path);
     free(f->out);
@@ -89,8 +81,8 @@ void tp__file_free(struct efile *f) {
  * filesystem lacks it, link() (fails with EEXIST atomically) + unlink. */
 static int publish_rename(const char *tmp, const char *out, bool force) {
     if (force) return rename(tmp, out) == 0 ? 0 : -errno;
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_NOREPLACE) == 0) return 0;
-    if (errno != EINVAL && errno != ENOSYS) return -errno;
+    int err = tp__os_rename_noreplace(tmp, out);
+    if (err != -EINVAL && err != -ENOSYS) return err;
     if (link(tmp, out) != 0) return -errno;
     (void)unlink(tmp);
     return 0;
@@ -196,7 +188,7 @@ void tp__flush_pending(struct run *r) {
             if (fd >= 0) close(fd);
             continue;
         }
-        int err = sync_retry(fd, nout != 1) != 0 ? -errno : 0;
+        int err = tp__os_sync(fd, nout != 1);
         close(fd);
         /* Every pending output on this filesystem is now durable (or not). */
         for (size_t k = i; k < r->npending; k++) {
@@ -266,8 +258,7 @@ static void writeback(struct efile *f) {
     off_t pos = lseek(f->out_fd, 0, SEEK_CUR);
     if (pos < 0 || (uint64_t)pos < f->wb_off + WRITEBACK_STEP) return;
     uint64_t end = (uint64_t)pos;
-    (void)sync_file_range(f->out_fd, (off_t)f->wb_off, (off_t)(end - f->wb_off),
-                          SYNC_FILE_RANGE_WRITE); /* a hint: errors surface at fsync */
+    tp__os_writeback_start(f->out_fd, f->wb_off, end - f->wb_off); /* errors surface at fsync */
     f->wb_off = end;
 }
 

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <time.h>
+#include <stdbool.h>
+#include <sys/types.h>
 
 #include "tripool/common.h"
 
@@ -101,5 +103,39 @@ enum tp__os_notify_ev { TP__OS_NOTIFY_OVERFLOW, TP__OS_NOTIFY_GONE, TP__OS_NOTIF
 void tp__os_notify_drain(int nfd,
                          void (*fn)(void *arg, enum tp__os_notify_ev ev, int wd, const char *name),
                          void *arg);
+
+/* ---- files and scheduling (engine, timer service, obs) -------------------- */
+
+/* copy_file_range(2): up to len bytes from in at *in_off to out at *out_off
+ * inside the kernel (both offsets advanced). Bytes copied (0: end of in), or
+ * -errno as the call gave it (-EINTR is not retried here; -EXDEV, -EINVAL,
+ * -EOPNOTSUPP, -ENOSYS, -EBADF mean no in-kernel copy for this pair). */
+ssize_t tp__os_copy_range(int in, off_t *in_off, int out, off_t *out_off, size_t len);
+
+/* fsync(fd), or with whole_fs syncfs(fd) (every file of fd's filesystem:
+ * one journal commit for a batch). Retried on EINTR. 0 or -errno. */
+int tp__os_sync(int fd, bool whole_fs);
+
+/* rename(old, new) that fails with -EEXIST instead of replacing an existing
+ * new (renameat2 RENAME_NOREPLACE). 0 or -errno; -EINVAL or -ENOSYS where
+ * the filesystem or kernel lacks it (the caller falls back). */
+int tp__os_rename_noreplace(const char *old, const char *new_path);
+
+/* Start writing back [off, off + len) of fd without waiting for it
+ * (sync_file_range SYNC_FILE_RANGE_WRITE). A hint: errors surface at the
+ * fsync that follows. */
+void tp__os_writeback_start(int fd, uint64_t off, uint64_t len);
+
+/* Thread tid of this process: its time on a CPU and waiting for one, ns,
+ * since it started (/proc/self/task/TID/schedstat). 0 or -errno (-ENOENT
+ * once the thread is gone). */
+int tp__os_thread_schedstat(pid_t tid, uint64_t *run_ns, uint64_t *wait_ns);
+
+/* Make the calling thread a timer thread: 1 us timer slack (default 50 us);
+ * SCHED_FIFO at rt_priority when that is 1..99 and permitted; otherwise a
+ * short scheduler slice (EEVDF custom slice, Linux >= 6.12, no privilege),
+ * so a waking timer preempts CPU hogs sooner. Refused or unsupported
+ * requests leave a normal thread. Returns true if the thread is real-time. */
+bool tp__os_sched_timer_thread(unsigned rt_priority);
 
 #endif

@@ -48,6 +48,8 @@
 
 #include "internal/atomic.h"
 #include "obs/obs_internal.h"
+
+#include "internal/os.h"
 #include "tripool/obs.h"
 
 enum src { SRC_POOL, SRC_BUF, SRC_FD, SRC_ENGINE };
@@ -265,23 +267,6 @@ static void pool_observer(void *arg, const char *label, uint64_t queue_wait_ns, 
     if (o->chained) o->chained(o->chained_arg, label, queue_wait_ns, run_ns, result);
 }
 
-/* Read "run wait slices" of one thread; false if it is gone. */
-static bool read_schedstat(pid_t tid, uint64_t *run, uint64_t *wait) {
-    char path[64], buf[128];
-    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return false;
-    buf[n] = '\0';
-    unsigned long long r, w;
-    if (sscanf(buf, "%llu %llu", &r, &w) != 2) return false;
-    *run = r;
-    *wait = w;
-    return true;
-}
-
 bool tp__obs_sched_sample(tp_obs_pool *o, uint64_t interval_ns, double *active, double *runq) {
     if (!o || interval_ns == 0) return false;
     uint64_t sum_run = 0, sum_wait = 0;
@@ -290,7 +275,7 @@ bool tp__obs_sched_sample(tp_obs_pool *o, uint64_t interval_ns, double *active, 
     for (size_t i = 0; i < o->nthreads;) {
         struct tp__obs_thread *t = &o->threads[i];
         uint64_t run, wait;
-        if (!read_schedstat(t->tid, &run, &wait)) {
+        if (tp__os_thread_schedstat(t->tid, &run, &wait) != 0) {
             *t = o->threads[--o->nthreads]; /* exited: forget it */
             continue;
         }

@@ -3,6 +3,10 @@
 #include "internal/os.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
@@ -239,4 +243,63 @@ void tp__os_notify_drain(int nfd,
                 fn(arg, TP__OS_NOTIFY_CHANGE, ev->wd, ev->len ? ev->name : NULL);
         }
     }
+}
+
+/* ---- files and scheduling -------------------------------------------------- */
+
+ssize_t tp__os_copy_range(int in, off_t *in_off, int out, off_t *out_off, size_t len) {
+    ssize_t n = copy_file_range(in, in_off, out, out_off, len, 0);
+    return n < 0 ? -errno : n;
+}
+
+int tp__os_sync(int fd, bool whole_fs) {
+    int rc;
+    do
+        rc = whole_fs ? syncfs(fd) : fsync(fd);
+    while (rc != 0 && errno == EINTR);
+    return rc == 0 ? 0 : -errno;
+}
+
+int tp__os_rename_noreplace(const char *old, const char *new_path) {
+    return renameat2(AT_FDCWD, old, AT_FDCWD, new_path, RENAME_NOREPLACE) == 0 ? 0 : -errno;
+}
+
+void tp__os_writeback_start(int fd, uint64_t off, uint64_t len) {
+    (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
+int tp__os_thread_schedstat(pid_t tid, uint64_t *run_ns, uint64_t *wait_ns) {
+    char path[64], buf[128];
+    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    int err = n < 0 ? -errno : 0;
+    close(fd);
+    if (n <= 0) return err ? err : -EIO;
+    buf[n] = '\0';
+    unsigned long long r, w;
+    if (sscanf(buf, "%llu %llu", &r, &w) != 2) return -EPROTO;
+    *run_ns = r;
+    *wait_ns = w;
+    return 0;
+}
+
+bool tp__os_sched_timer_thread(unsigned rt_priority) {
+    (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* default is 50 us */
+    if (rt_priority) {
+        struct sched_param sp = {.sched_priority = (int)rt_priority};
+        if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) return true;
+    }
+#ifdef SYS_sched_setattr
+    struct {
+        uint32_t size, policy;
+        uint64_t flags;
+        int32_t nice;
+        uint32_t priority;
+        uint64_t runtime, deadline, period;
+    } attr = {.size = 48, .policy = 0 /* SCHED_OTHER */, .runtime = 100 * 1000};
+    (void)syscall(SYS_sched_setattr, 0, &attr, 0);
+#endif
+    return false;
 }

@@ -17,7 +17,9 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 static void test_map(void **state) {
     (void)state;
@@ -168,11 +170,88 @@ static void test_notify(void **state) {
     rmdir(dir);
 }
 
+/* tp__os_copy_range copies in the kernel and advances both offsets; 0 at
+ * the end of the input; an error comes back as -errno, not -1. */
+static void test_copy_range(void **state) {
+    (void)state;
+    char dir[] = "/tmp/tp_os_copy_XXXXXX", a[96], b[96];
+    assert_non_null(mkdtemp(dir));
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    int in = open(a, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int out = open(b, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(in >= 0 && out >= 0);
+    char data[10000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)(i * 7);
+    assert_int_equal(write(in, data, sizeof data), (ssize_t)sizeof data);
+    off_t ip = 1000, op = 0;
+    ssize_t n = tp__os_copy_range(in, &ip, out, &op, 5000);
+    if (n == -EXDEV || n == -ENOSYS || n == -EOPNOTSUPP || n == -EINVAL)
+        print_message("copy_file_range unsupported here (%zd): fallback paths only\n", n);
+    else {
+        assert_int_equal(n, 5000);
+        assert_int_equal(ip, 6000);
+        assert_int_equal(op, 5000);
+        char got[5000];
+        assert_int_equal(pread(out, got, sizeof got, 0), 5000);
+        assert_memory_equal(got, data + 1000, 5000);
+        ip = (off_t)sizeof data;
+        assert_int_equal(tp__os_copy_range(in, &ip, out, &op, 100), 0); /* end of input */
+    }
+    assert_int_equal(tp__os_copy_range(-1, &ip, out, &op, 100), -EBADF);
+    /* tp__os_sync: fsync and syncfs both 0 on a good descriptor, -EBADF on a bad one. */
+    assert_int_equal(tp__os_sync(out, false), 0);
+    assert_int_equal(tp__os_sync(out, true), 0);
+    assert_int_equal(tp__os_sync(-1, false), -EBADF);
+    tp__os_writeback_start(out, 0, 5000); /* a hint: must not fail or block */
+    close(in);
+    close(out);
+    /* tp__os_rename_noreplace never replaces: -EEXIST with b present. */
+    int rc = tp__os_rename_noreplace(a, b);
+    if (rc != -EINVAL && rc != -ENOSYS) {
+        assert_int_equal(rc, -EEXIST);
+        assert_int_equal(access(a, F_OK), 0);
+        assert_int_equal(unlink(b), 0);
+        assert_int_equal(tp__os_rename_noreplace(a, b), 0);
+        assert_int_equal(access(a, F_OK), -1);
+        assert_int_equal(access(b, F_OK), 0);
+    }
+    unlink(a);
+    unlink(b);
+    rmdir(dir);
+}
+
+/* tp__os_thread_schedstat: a thread that ran has run time; a thread that
+ * does not exist is -ENOENT. */
+static void test_thread_schedstat(void **state) {
+    (void)state;
+    uint64_t end = tp_now_ns() + 20 * TP_NSEC_PER_MSEC, run = 0, wait = 0;
+    while (tp_now_ns() < end) {
+    }
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    assert_int_equal(tp__os_thread_schedstat(tid, &run, &wait), 0);
+    assert_true(run >= 10 * TP_NSEC_PER_MSEC);
+    assert_int_equal(tp__os_thread_schedstat(0x3ffffff0, &run, &wait), -ENOENT);
+}
+
+/* tp__os_sched_timer_thread(0): not real-time, 1 us timer slack. */
+static void test_sched_timer_thread(void **state) {
+    (void)state;
+    assert_false(tp__os_sched_timer_thread(0));
+    assert_int_equal(prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0), 1000);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_map),    cmocka_unit_test(test_map_huge),
-        cmocka_unit_test(test_nofile), cmocka_unit_test(test_coarse_clock),
+        cmocka_unit_test(test_map),
+        cmocka_unit_test(test_map_huge),
+        cmocka_unit_test(test_nofile),
+        cmocka_unit_test(test_coarse_clock),
         cmocka_unit_test(test_notify),
+        cmocka_unit_test(test_copy_range),
+        cmocka_unit_test(test_thread_schedstat),
+        cmocka_unit_test(test_sched_timer_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
